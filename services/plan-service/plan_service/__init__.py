@@ -1,0 +1,1 @@
+"""plan-service: the event-sourced individual plan (individuell plan) and its HTTP API."""

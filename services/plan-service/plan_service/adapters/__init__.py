@@ -1,0 +1,1 @@
+"""Adapters: how plan-service reaches storage (and, later, brokers)."""

@@ -1,0 +1,1 @@
+"""HTTP API (flask-smorest): blueprints, schemas, access checks, error mapping."""

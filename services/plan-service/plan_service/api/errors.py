@@ -1,0 +1,62 @@
+"""Application and domain errors -> problem+json responses."""
+
+from __future__ import annotations
+
+from flask import Flask
+from marshmallow import ValidationError
+
+from careplan_shared.problem import problem
+from plan_service.application.plans import (
+    ConcurrentWrite,
+    EventRejected,
+    IdempotencyKeyReused,
+    VersionMismatch,
+)
+from plan_service.domain.errors import Conflict, PlanNotFound
+
+TYPE = "https://careplan.example/problems/"
+
+
+def install(app: Flask) -> None:
+    @app.errorhandler(PlanNotFound)
+    def _not_found(_: PlanNotFound):
+        return problem(404, "Not Found", "No such plan (or it did not exist at that time).",
+                       type_=TYPE + "plan-not-found")
+
+    @app.errorhandler(VersionMismatch)
+    def _stale(e: VersionMismatch):
+        return problem(412, "Precondition Failed",
+                       f"If-Match is stale: the plan is at version {e.current}. Nothing was stored.",
+                       type_=TYPE + "stale-version", current_version=e.current,
+                       headers={"ETag": f'"{e.current}"'})
+
+    @app.errorhandler(ConcurrentWrite)
+    def _conflict(_: ConcurrentWrite):
+        return problem(409, "Conflict",
+                       "Another write to this plan was stored first. Nothing was stored; "
+                       "read the plan again and retry.", type_=TYPE + "concurrent-write")
+
+    @app.errorhandler(IdempotencyKeyReused)
+    def _key_reused(_: IdempotencyKeyReused):
+        return problem(422, "Unprocessable Content",
+                       "This Idempotency-Key was already used for a different request.",
+                       type_=TYPE + "idempotency-key-reused",
+                       errors={"Idempotency-Key": ["already used for a different request"]})
+
+    @app.errorhandler(EventRejected)
+    def _rejected(e: EventRejected):
+        error = e.error
+        field_errors = {error.field or "_schema": [error.message]}
+        if getattr(e, "in_list", False):
+            field_errors = {str(e.index): field_errors}
+        if isinstance(error, Conflict):
+            return problem(409, "Conflict", f"{error.message}. Nothing was stored.",
+                           type_=TYPE + "plan-rule", errors=field_errors, index=e.index)
+        return problem(422, "Unprocessable Content", f"{error.message}. Nothing was stored.",
+                       type_=TYPE + "plan-rule", errors=field_errors, index=e.index)
+
+    @app.errorhandler(ValidationError)
+    def _invalid(e: ValidationError):
+        return problem(422, "Unprocessable Content",
+                       "The request is not valid; see errors. Nothing was stored.",
+                       type_=TYPE + "validation", errors=e.normalized_messages())

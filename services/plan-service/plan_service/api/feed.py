@@ -1,0 +1,27 @@
+"""/v1/feed: integration events in log order, for the notification-service's embedded transport."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from careplan_shared.events import encode_event
+from plan_service.api import access, schemas
+
+blp = Blueprint("feed", __name__, url_prefix="/v1/feed",
+                description="Integration events (shared envelope), ordered by log position")
+
+
+@blp.route("")
+class Feed(MethodView):
+    @access.requires("feed.read")
+    @blp.arguments(schemas.FeedQuery, location="query", unknown=None)
+    @blp.response(200, schemas.FeedPage)
+    @blp.doc(security=[{"bearer": []}])
+    def get(self, args: dict[str, Any]):
+        """Events after position `after`, at most `limit`; poll again with the last position seen"""
+        events, last = current_app.extensions["careplan"].plans.feed(args["after"], args["limit"])
+        return {"items": [encode_event(e) for e in events], "last_position": last}

@@ -1,0 +1,160 @@
+"""/v1/plans: open a plan, post its events, read it (now or as of a time), its timeline."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+import orjson
+from flask import current_app, request, url_for
+from flask.views import MethodView
+from flask_smorest import Blueprint, abort
+
+from plan_service.api import access, schemas
+from plan_service.application import timeline as timeline_view
+from plan_service.application.idempotency import fingerprint
+from plan_service.application.plans import EventRejected, Idempotency, Outcome, PlanApplication
+
+blp = Blueprint("plans", __name__, url_prefix="/v1/plans",
+                description="Individual plans: events in, current state and timeline out")
+
+_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+_ETAG = re.compile(r'^\s*(?:W/)?"?(\d{1,10})"?\s*$')
+
+IDEMPOTENCY_HEADER = {"name": "Idempotency-Key", "in": "header", "required": False,
+                      "schema": {"type": "string", "maxLength": 255},
+                      "description": "A replay returns the first response and stores nothing new"}
+IF_MATCH_HEADER = {"name": "If-Match", "in": "header", "required": False,
+                   "schema": {"type": "string"},
+                   "description": "The plan version (ETag) the events were decided on; 412 when stale"}
+
+
+def _plans() -> PlanApplication:
+    return current_app.extensions["careplan"].plans
+
+
+def _json_body() -> Any:
+    if request.mimetype != "application/json":
+        abort(415, message="send the body as application/json")
+    raw = request.get_data(cache=True)
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        abort(400, message="the body is not valid JSON", errors={"_body": [str(e)]})
+
+
+def _idempotency(principal_subject: str) -> Idempotency | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    if not _KEY.match(key):
+        abort(422, message="Idempotency-Key must be 1-255 visible ASCII characters",
+              errors={"Idempotency-Key": ["1-255 visible ASCII characters"]})
+    return Idempotency(principal_subject, key,
+                       fingerprint(request.method, request.path, request.get_data(cache=True)))
+
+
+def _expected_version() -> int | None:
+    value = request.headers.get("If-Match")
+    if value is None:
+        return None
+    match = _ETAG.match(value)
+    if not match:
+        abort(422, message='If-Match must be a plan version, e.g. "7"',
+              errors={"If-Match": ['a plan version such as "7"']})
+    return int(match.group(1))
+
+
+def _write_response(outcome: Outcome) -> tuple[dict[str, Any], int, dict[str, str]]:
+    headers = {
+        "ETag": f'"{outcome.version}"',
+        "Location": url_for("plans.Plan", plan_id=outcome.plan_id),
+    }
+    if outcome.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    body = {"plan_id": outcome.plan_id, "version": outcome.version, "events": outcome.events}
+    return body, 201, headers
+
+
+@blp.route("")
+class Plans(MethodView):
+    @access.requires("plan.create")
+    @blp.arguments(schemas.OpenPlan)
+    @blp.response(201, schemas.WriteResult, headers={"Location": {"schema": {"type": "string"}}})
+    @blp.doc(parameters=[IDEMPOTENCY_HEADER], security=[{"bearer": []}])
+    def post(self, args: dict[str, Any]):
+        """Open an individual plan (records PlanOpened)"""
+        principal = access.authenticate()
+        outcome = _plans().open_plan(actor=principal.actor, idempotency=_idempotency(principal.subject),
+                                     **args)
+        return _write_response(outcome)
+
+
+@blp.route("/<uuid:plan_id>")
+class Plan(MethodView):
+    @access.requires("plan.read")
+    @blp.arguments(schemas.PlanQuery, location="query", unknown=None)
+    @blp.response(200, schemas.PlanOut)
+    @blp.doc(security=[{"bearer": []}])
+    def get(self, args: dict[str, Any], plan_id: uuid.UUID):
+        """The plan as it stands now, or as it was recorded at `as_of`"""
+        plan = _plans().get_plan(plan_id, as_of=args["as_of"])
+        return plan, 200, {"ETag": f'"{plan.version}"'}
+
+
+@blp.route("/<uuid:plan_id>/events")
+class PlanEvents(MethodView):
+    @access.requires("plan.write")
+    @blp.response(201, schemas.WriteResult)
+    @blp.doc(
+        parameters=[IDEMPOTENCY_HEADER, IF_MATCH_HEADER],
+        security=[{"bearer": []}],
+        requestBody={
+            "required": True,
+            "content": {"application/json": {"schema": {"oneOf": [
+                {"$ref": "#/components/schemas/PlanEvent"},
+                {"type": "array", "minItems": 1, "maxItems": schemas.MAX_EVENTS_PER_REQUEST,
+                 "items": {"$ref": "#/components/schemas/PlanEvent"}},
+            ]}}},
+        },
+    )
+    def post(self, plan_id: uuid.UUID):
+        """Append one event or a list of events, atomically (all or none)"""
+        principal = access.authenticate()
+        body = _json_body()
+        items = schemas.load_events(body)
+        expected = _expected_version()
+        try:
+            outcome = _plans().record(plan_id, items, actor=principal.actor,
+                                      expected_version=expected,
+                                      idempotency=_idempotency(principal.subject))
+        except EventRejected as e:
+            e.in_list = isinstance(body, list)
+            raise
+        return _write_response(outcome)
+
+
+@blp.route("/<uuid:plan_id>/timeline")
+class Timeline(MethodView):
+    @access.requires("timeline.read")
+    @blp.arguments(schemas.TimelineQuery, location="query", unknown=None)
+    @blp.response(200, schemas.TimelinePage)
+    @blp.doc(security=[{"bearer": []}])
+    def get(self, args: dict[str, Any], plan_id: uuid.UUID):
+        """What happened in the plan, newest first, one page at a time"""
+        events, next_before = _plans().timeline(plan_id, before=args["before"], limit=args["limit"])
+        return {"plan_id": plan_id, "items": [timeline_view.entry(e) for e in events],
+                "next_before": next_before}
+
+
+def register_event_schemas(spec: Any) -> None:
+    """Put every posted event type in the OpenAPI document, with `type` as discriminator."""
+    refs = {}
+    for name, schema in schemas.EVENT_SCHEMAS.items():
+        spec.components.schema(name, schema=type(schema))
+        refs[name] = f"#/components/schemas/{name}"
+    spec.components.schema("PlanEvent", {
+        "oneOf": [{"$ref": ref} for ref in refs.values()],
+        "discriminator": {"propertyName": "type", "mapping": refs},
+    })

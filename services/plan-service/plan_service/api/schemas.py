@@ -1,0 +1,354 @@
+"""Request and response schemas of the plan API. The OpenAPI document is built from these."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, pre_dump, validate, validates
+
+from plan_service.domain import values
+
+ID = dict(required=True, validate=validate.Length(min=1, max=64))
+SHORT = validate.Length(min=1, max=200)
+TEXT = validate.Length(min=1, max=4000)
+CLOCK_SKEW = timedelta(minutes=5)
+
+
+def _opt(validator: Any = SHORT) -> dict[str, Any]:
+    return dict(load_default=None, allow_none=True, validate=validator)
+
+
+def not_in_future(value: datetime | None) -> None:
+    if value is not None and value > datetime.now(timezone.utc) + CLOCK_SKEW:
+        raise ValidationError("must not be in the future")
+
+
+class StrictSchema(Schema):
+    class Meta:
+        ordered = True
+
+
+class _EventIn(StrictSchema):
+    type = fields.String(required=True)
+    occurred_at = fields.AwareDateTime(
+        load_default=None, allow_none=True,
+        metadata={"description": "When it happened clinically (default: now). Not in the future."},
+    )
+
+    @validates("occurred_at")
+    def _not_in_future(self, value: datetime | None, **_: Any) -> None:
+        not_in_future(value)
+
+
+def _one_of(choices: tuple[str, ...]) -> validate.OneOf:
+    return validate.OneOf(choices)
+
+
+class CoordinatorAssigned(_EventIn):
+    coordinator_id = fields.String(**ID)
+    name = fields.String(**_opt())
+    service_level = fields.String(**_opt(_one_of(values.SERVICE_LEVELS)))
+
+
+class WhatMattersRecorded(_EventIn):
+    text = fields.String(required=True, validate=TEXT,
+                         metadata={"description": "In the patient's own words («Hva er viktig for deg?»)"})
+    language = fields.String(load_default="nb", validate=validate.Regexp(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$"))
+
+
+class GoalSet(_EventIn):
+    goal_id = fields.String(**ID)
+    text = fields.String(required=True, validate=TEXT)
+    expressed_by = fields.String(required=True, validate=_one_of(values.EXPRESSED_BY))
+    target_date = fields.Date(load_default=None, allow_none=True)
+
+
+class GoalRevised(_EventIn):
+    goal_id = fields.String(**ID)
+    text = fields.String(**_opt(TEXT))
+    target_date = fields.Date(load_default=None, allow_none=True)
+    reason = fields.String(**_opt(TEXT))
+
+
+class GoalAchieved(_EventIn):
+    goal_id = fields.String(**ID)
+
+
+class GoalAbandoned(_EventIn):
+    goal_id = fields.String(**ID)
+    reason = fields.String(**_opt(TEXT))
+
+
+class InformationGiven(_EventIn):
+    information_id = fields.String(**ID)
+    topic = fields.String(required=True, validate=_one_of(values.INFORMATION_TOPICS))
+    form = fields.String(required=True, validate=_one_of(values.INFORMATION_FORMS))
+    description = fields.String(required=True, validate=TEXT)
+    adapted_how = fields.String(**_opt(TEXT))
+
+
+class ParticipantAdded(_EventIn):
+    participant_id = fields.String(**ID)
+    kind = fields.String(required=True, validate=_one_of(values.PARTICIPANT_KINDS))
+    name = fields.String(**_opt())
+    relation = fields.String(**_opt())
+    service_level = fields.String(**_opt(_one_of(values.SERVICE_LEVELS)))
+
+
+class ParticipantRemoved(_EventIn):
+    participant_id = fields.String(**ID)
+    reason = fields.String(**_opt(TEXT))
+
+
+class RelativeConsentGiven(_EventIn):
+    relative_id = fields.String(**ID)
+    scope = fields.List(fields.String(validate=_one_of(values.CONSENT_SCOPES)), required=True,
+                        validate=validate.Length(min=1, max=len(values.CONSENT_SCOPES)))
+    valid_from = fields.AwareDateTime(load_default=None, allow_none=True)
+    valid_until = fields.AwareDateTime(load_default=None, allow_none=True)
+
+
+class RelativeConsentWithdrawn(_EventIn):
+    relative_id = fields.String(**ID)
+
+
+class EvaluationScheduled(_EventIn):
+    evaluation_id = fields.String(**ID)
+    scheduled_for = fields.AwareDateTime(required=True)
+
+
+class EvaluationHeld(_EventIn):
+    evaluation_id = fields.String(**ID)
+    outcome = fields.String(required=True, validate=TEXT)
+    patient_took_part = fields.Boolean(required=True)
+    participants = fields.List(fields.String(validate=SHORT), load_default=list,
+                               validate=validate.Length(max=50))
+
+
+class TriangleMeetingRequested(_EventIn):
+    meeting_id = fields.String(**ID)
+    requested_by = fields.String(**_opt(_one_of(values.SERVICE_LEVELS + ("patient",))))
+    reason = fields.String(**_opt(TEXT))
+
+
+class TriangleMeetingScheduled(_EventIn):
+    meeting_id = fields.String(**ID)
+    scheduled_for = fields.AwareDateTime(required=True)
+    place = fields.String(required=True, validate=SHORT)
+    transport = fields.String(**_opt())
+    companion = fields.String(**_opt())
+    no_show_strategy = fields.String(
+        required=True, validate=TEXT,
+        metadata={"description": "What to do if the young person does not come, agreed in advance"},
+    )
+
+
+class TriangleMeetingHeld(_EventIn):
+    meeting_id = fields.String(**ID)
+    outcome = fields.String(**_opt(TEXT))
+
+
+class TriangleMeetingMissed(_EventIn):
+    meeting_id = fields.String(**ID)
+    note = fields.String(**_opt(TEXT))
+
+
+class PlanClosed(_EventIn):
+    reason = fields.String(required=True, validate=_one_of(values.CLOSE_REASONS))
+    note = fields.String(**_opt(TEXT))
+
+
+EVENT_SCHEMAS: dict[str, Schema] = {
+    cls.__name__: cls()
+    for cls in (
+        CoordinatorAssigned, WhatMattersRecorded, GoalSet, GoalRevised, GoalAchieved,
+        GoalAbandoned, InformationGiven, ParticipantAdded, ParticipantRemoved,
+        RelativeConsentGiven, RelativeConsentWithdrawn, EvaluationScheduled, EvaluationHeld,
+        TriangleMeetingRequested, TriangleMeetingScheduled, TriangleMeetingHeld,
+        TriangleMeetingMissed, PlanClosed,
+    )
+}
+MAX_EVENTS_PER_REQUEST = 100
+
+
+def load_events(body: Any) -> list[tuple[str, dict[str, Any]]]:
+    """One event object or a list of them -> [(type, fields)]; ValidationError names fields.
+
+    For a list, errors are keyed by the item's index ("0", "1", ...).
+    """
+    single = isinstance(body, dict)
+    if single:
+        items = [body]
+    elif isinstance(body, list):
+        items = body
+        if not 1 <= len(items) <= MAX_EVENTS_PER_REQUEST:
+            raise ValidationError({"_body": [f"send 1 to {MAX_EVENTS_PER_REQUEST} events"]})
+    else:
+        raise ValidationError({"_body": ["expected an event object or a list of event objects"]})
+    loaded: list[tuple[str, dict[str, Any]]] = []
+    errors: dict[str, Any] = {}
+    for index, item in enumerate(items):
+        try:
+            loaded.append(_load_one(item))
+        except ValidationError as e:
+            errors[str(index)] = e.messages
+    if errors:
+        raise ValidationError(errors["0"] if single else errors)
+    return loaded
+
+
+def _load_one(item: Any) -> tuple[str, dict[str, Any]]:
+    if not isinstance(item, dict):
+        raise ValidationError({"_schema": ["an event is a JSON object"]})
+    type_ = item.get("type")
+    schema = EVENT_SCHEMAS.get(type_) if isinstance(type_, str) else None
+    if schema is None:
+        hint = ("PlanOpened is recorded by POST /v1/plans" if type_ == "PlanOpened"
+                else "one of " + ", ".join(EVENT_SCHEMAS))
+        raise ValidationError({"type": [f"unknown event type; {hint}"]})
+    fields_ = schema.load(item)
+    fields_.pop("type")
+    return type_, fields_
+
+
+class OpenPlan(StrictSchema):
+    patient_id = fields.String(**ID, metadata={"description": "The patient's id in the EPR (synthetic in tests)"})
+    service_level = fields.String(required=True, validate=_one_of(values.SERVICE_LEVELS))
+    age_band = fields.String(**_opt(_one_of(values.AGE_BANDS)))
+    birth_date = fields.Date(load_default=None, allow_none=True)
+    occurred_at = fields.AwareDateTime(load_default=None, allow_none=True)
+
+    @validates("occurred_at")
+    def _not_in_future(self, value: datetime | None, **_: Any) -> None:
+        not_in_future(value)
+
+
+# -- responses ------------------------------------------------------------------------
+
+
+class EventRef(Schema):
+    version = fields.Integer()
+    type = fields.String()
+    event_id = fields.UUID()
+
+
+class WriteResult(Schema):
+    plan_id = fields.UUID()
+    version = fields.Integer()
+    events = fields.List(fields.Nested(EventRef))
+
+
+class _Obj(Schema):
+    """Dumps dataclass value objects by attribute."""
+
+
+class GoalOut(_Obj):
+    goal_id = fields.String(); text = fields.String(); expressed_by = fields.String()  # noqa: E702
+    target_date = fields.Date(allow_none=True); status = fields.String()  # noqa: E702
+    set_at = fields.DateTime(); revisions = fields.Integer()  # noqa: E702
+
+
+class InformationOut(_Obj):
+    information_id = fields.String(); topic = fields.String(); form = fields.String()  # noqa: E702
+    description = fields.String(); adapted_how = fields.String(allow_none=True)  # noqa: E702
+    given_at = fields.DateTime()
+
+
+class ParticipantOut(_Obj):
+    participant_id = fields.String(); kind = fields.String(); name = fields.String(allow_none=True)  # noqa: E702
+    relation = fields.String(allow_none=True); service_level = fields.String(allow_none=True)  # noqa: E702
+    added_at = fields.DateTime()
+
+
+class ConsentOut(_Obj):
+    relative_id = fields.String(); scope = fields.List(fields.String())  # noqa: E702
+    valid_from = fields.DateTime(); valid_until = fields.DateTime(allow_none=True)  # noqa: E702
+    given_at = fields.DateTime(); withdrawn_at = fields.DateTime(allow_none=True)  # noqa: E702
+
+
+class EvaluationOut(_Obj):
+    evaluation_id = fields.String(); scheduled_for = fields.DateTime(); status = fields.String()  # noqa: E702
+    held_at = fields.DateTime(allow_none=True); participants = fields.List(fields.String())  # noqa: E702
+    outcome = fields.String(allow_none=True); patient_took_part = fields.Boolean(allow_none=True)  # noqa: E702
+
+
+class TriangleMeetingOut(_Obj):
+    meeting_id = fields.String(); status = fields.String()  # noqa: E702
+    requested_by = fields.String(allow_none=True); scheduled_for = fields.DateTime(allow_none=True)  # noqa: E702
+    place = fields.String(allow_none=True); transport = fields.String(allow_none=True)  # noqa: E702
+    companion = fields.String(allow_none=True); no_show_strategy = fields.String(allow_none=True)  # noqa: E702
+    times_missed = fields.Integer(); outcome = fields.String(allow_none=True)  # noqa: E702
+
+
+class WhatMattersOut(_Obj):
+    text = fields.String(); language = fields.String(); recorded_at = fields.DateTime()  # noqa: E702
+
+
+class PlanOut(Schema):
+    id = fields.UUID()
+    version = fields.Integer()
+    patient_id = fields.String()
+    opened_at = fields.DateTime()
+    updated_at = fields.DateTime(attribute="modified_on")
+    service_levels = fields.List(fields.String())
+    age_band = fields.String(allow_none=True)
+    birth_date = fields.Date(allow_none=True)
+    coordinator = fields.Dict(allow_none=True)
+    what_matters = fields.List(fields.Nested(WhatMattersOut))
+    goals = fields.List(fields.Nested(GoalOut))
+    information_given = fields.List(fields.Nested(InformationOut), attribute="information")
+    participants = fields.List(fields.Nested(ParticipantOut))
+    relative_consents = fields.List(fields.Nested(ConsentOut), attribute="consents")
+    evaluations = fields.List(fields.Nested(EvaluationOut))
+    triangle_meetings = fields.List(fields.Nested(TriangleMeetingOut))
+    closed = fields.Dict(allow_none=True)
+
+    @pre_dump
+    def _lists(self, plan: Any, **_: Any) -> dict[str, Any]:
+        data = {name: getattr(plan, name) for name in (
+            "id", "version", "patient_id", "opened_at", "modified_on", "service_levels",
+            "age_band", "birth_date", "coordinator", "what_matters", "closed")}
+        for name in ("goals", "information", "participants", "consents", "evaluations",
+                     "triangle_meetings"):
+            data[name] = list(getattr(plan, name).values())
+        if data["closed"]:
+            data["closed"] = {**data["closed"], "at": data["closed"]["at"].isoformat()}
+        return data
+
+
+class PlanQuery(Schema):
+    as_of = fields.AwareDateTime(load_default=None, metadata={
+        "description": "Show the plan as it was recorded at this time (ISO 8601 with offset)"})
+
+
+class TimelineQuery(Schema):
+    before = fields.Integer(load_default=None, validate=validate.Range(min=2), metadata={
+        "description": "Cursor from the previous page's next_before"})
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
+
+
+class TimelineEntry(Schema):
+    version = fields.Integer()
+    type = fields.String()
+    summary = fields.String()
+    occurred_at = fields.DateTime()
+    recorded_at = fields.DateTime()
+    recorded_by = fields.Dict()
+    details = fields.Dict()
+
+
+class TimelinePage(Schema):
+    plan_id = fields.UUID()
+    items = fields.List(fields.Nested(TimelineEntry))
+    next_before = fields.Integer(allow_none=True)
+
+
+class FeedQuery(Schema):
+    after = fields.Integer(load_default=0, validate=validate.Range(min=0))
+    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
+
+
+class FeedPage(Schema):
+    items = fields.List(fields.Dict(), metadata={"description": "Integration events (shared envelope)"})
+    last_position = fields.Integer(metadata={"description": "The log's newest position now"})

@@ -1,0 +1,1 @@
+"""Use cases of plan-service: one method per use, over the event-sourced IndividualPlan."""

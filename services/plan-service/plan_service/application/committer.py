@@ -1,0 +1,111 @@
+"""Group commit: concurrent writes gathered into one atomic ``Application.save``.
+
+The library's recorders take a table lock per write so the notification log becomes
+visible in commit order (PERFORMANCE.md). One lock and one fsync per *batch* instead of per
+request is the way up. Each request still gets its own answer:
+
+- two writes to the same aggregate never share a batch (the later one waits for the next);
+- if a batch fails (a version conflict, anything), its items are saved one by one, so only
+  the item that really conflicts sees the error and the others are stored;
+- per-aggregate order is the order of submission.
+
+The batching thread starts on first use, in the process that uses it (safe after a fork).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections import deque
+from concurrent.futures import Future
+from typing import Any, Callable, Sequence
+
+log = logging.getLogger("careplan.committer")
+
+SaveFunction = Callable[..., Any]
+
+
+class _Item:
+    __slots__ = ("objs", "ids", "future", "pending")
+
+    def __init__(self, objs: Sequence[Any]):
+        self.objs = objs
+        self.ids = frozenset(o.id for o in objs)
+        self.future: Future[Any] = Future()
+        # Saving pops the pending events; keep them to retry this item alone.
+        self.pending = [list(o.pending_events) for o in objs]
+
+    def restore_pending(self) -> None:
+        for obj, events in zip(self.objs, self.pending):
+            obj.pending_events[:] = events
+
+
+class GroupCommitter:
+    def __init__(self, save: SaveFunction, max_batch: int = 64):
+        self._save = save
+        self._max_batch = max(1, max_batch)
+        self._queue: deque[_Item] = deque()
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._pid: int | None = None
+        self.batches = 0
+        self.items = 0
+
+    def save(self, *objs: Any, timeout: float = 60.0) -> Any:
+        """Save these aggregates atomically (with whatever else shares the batch)."""
+        item = _Item(objs)
+        with self._cond:
+            self._ensure_thread()
+            self._queue.append(item)
+            self._cond.notify()
+        return item.future.result(timeout=timeout)
+
+    def _ensure_thread(self) -> None:
+        if self._thread is None or not self._thread.is_alive() or self._pid != os.getpid():
+            self._pid = os.getpid()
+            self._thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
+            self._thread.start()
+
+    def _next_batch(self) -> list[_Item]:
+        with self._cond:
+            while not self._queue:
+                self._cond.wait()
+            batch: list[_Item] = []
+            taken: set[Any] = set()
+            deferred: list[_Item] = []
+            while self._queue and len(batch) < self._max_batch:
+                item = self._queue.popleft()
+                if item.ids & taken:
+                    deferred.append(item)  # same aggregate: keep order, next batch
+                    continue
+                batch.append(item)
+                taken |= item.ids
+            self._queue.extendleft(reversed(deferred))
+            return batch
+
+    def _run(self) -> None:
+        while True:
+            batch = self._next_batch()
+            self.batches += 1
+            self.items += len(batch)
+            if len(batch) == 1:
+                self._save_one(batch[0])
+                continue
+            try:
+                result = self._save(*(o for item in batch for o in item.objs))
+            except Exception:
+                # All-or-nothing failed: find out who really fails by saving one by one.
+                log.info("batch failed, retrying items one by one", extra={"batch_size": len(batch)})
+                for item in batch:
+                    item.restore_pending()
+                    self._save_one(item)
+            else:
+                for item in batch:
+                    item.future.set_result(result)
+
+    def _save_one(self, item: _Item) -> None:
+        try:
+            item.future.set_result(self._save(*item.objs))
+        except BaseException as e:  # noqa: BLE001 - handed to the waiting request
+            item.future.set_exception(e)

@@ -1,0 +1,218 @@
+"""PlanApplication: the use cases of plan-service over the event-sourced IndividualPlan."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from typing import Any, Callable, Iterable
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import IntegrityError, JSONTranscoder
+
+from careplan_shared.events import IntegrationEvent
+from plan_service.application import integration, transcodings
+from plan_service.application.committer import GroupCommitter
+from plan_service.application.idempotency import IdempotencyRecord
+from plan_service.domain.errors import DomainError, PlanNotFound
+from plan_service.domain.plan import COMMANDS, IndividualPlan, event_type
+
+
+class VersionMismatch(Exception):
+    """If-Match named a version that is not the plan's current one (-> 412)."""
+
+    def __init__(self, current: int):
+        super().__init__(f"the plan is at version {current}")
+        self.current = current
+
+
+class ConcurrentWrite(Exception):
+    """Another writer changed the plan between our read and our write (-> 409)."""
+
+
+class IdempotencyKeyReused(Exception):
+    """The Idempotency-Key was first used for a different request (-> 422)."""
+
+
+class EventRejected(Exception):
+    """One event of a posted list broke a rule; nothing of the list was stored."""
+
+    def __init__(self, index: int, error: DomainError):
+        super().__init__(error.message)
+        self.index = index
+        self.error = error
+
+
+@dataclass(frozen=True)
+class Idempotency:
+    caller: str
+    key: str
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a write did: enough to answer the request again, byte for byte, on a replay."""
+
+    plan_id: uuid.UUID
+    version: int
+    events: list[dict[str, Any]]
+    created: bool
+    replayed: bool = False
+
+    def to_record(self) -> dict[str, Any]:
+        return {"plan_id": str(self.plan_id), "version": self.version,
+                "events": self.events, "created": self.created}
+
+    @classmethod
+    def from_record(cls, data: dict[str, Any]) -> Outcome:
+        return cls(uuid.UUID(data["plan_id"]), data["version"], data["events"], data["created"], True)
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class PlanApplication(Application):
+    name = "PlanService"
+    snapshotting_intervals = {IndividualPlan: 100}
+
+    def __init__(self, env: dict[str, str] | None = None, *, write_batch_max: int = 64,
+                 clock: Callable[[], datetime] = _now):
+        super().__init__(env)
+        self.committer = GroupCommitter(self.save, max_batch=write_batch_max)
+        self.clock = clock
+
+    def register_transcodings(self, transcoder: JSONTranscoder) -> None:
+        super().register_transcodings(transcoder)
+        transcodings.register(transcoder)
+
+    # -- writes -------------------------------------------------------------------------
+
+    def open_plan(self, *, patient_id: str, service_level: str, actor: dict[str, str],
+                  age_band: str | None = None, birth_date: date | None = None,
+                  occurred_at: datetime | None = None,
+                  idempotency: Idempotency | None = None) -> Outcome:
+        if idempotency and (replay := self._replay(idempotency)):
+            return replay
+        try:
+            plan = IndividualPlan.open(
+                patient_id=patient_id, service_level=service_level, age_band=age_band,
+                birth_date=birth_date, recorded_by=actor, occurred_at=occurred_at or self.clock(),
+            )
+        except DomainError as e:
+            raise EventRejected(0, e) from None
+        return self._commit(plan, created=True, idempotency=idempotency)
+
+    def record(self, plan_id: uuid.UUID, items: list[tuple[str, dict[str, Any]]], *,
+               actor: dict[str, str], expected_version: int | None = None,
+               idempotency: Idempotency | None = None) -> Outcome:
+        """Append one or more events to a plan, all or none."""
+        if idempotency and (replay := self._replay(idempotency)):
+            return replay
+        plan = self._load(plan_id)
+        if expected_version is not None and plan.version != expected_version:
+            raise VersionMismatch(plan.version)
+        for index, (type_, fields) in enumerate(items):
+            fields = dict(fields)
+            meta = {"recorded_by": actor, "occurred_at": fields.pop("occurred_at", None) or self.clock()}
+            try:
+                COMMANDS[type_](plan, **fields, **meta)
+            except DomainError as e:
+                raise EventRejected(index, e) from None
+        return self._commit(plan, created=False, idempotency=idempotency)
+
+    def _commit(self, plan: IndividualPlan, *, created: bool,
+                idempotency: Idempotency | None) -> Outcome:
+        outcome = Outcome(
+            plan.id, plan.version,
+            [integration.event_ref(e) for e in plan.pending_events], created,
+        )
+        objs: list[Any] = [plan]
+        if idempotency:
+            objs.append(IdempotencyRecord.record(
+                idempotency.caller, idempotency.key, idempotency.fingerprint, outcome.to_record()))
+        try:
+            self.committer.save(*objs)
+        except IntegrityError:
+            # Either the plan moved on under us, or the same key raced in: tell them apart.
+            if idempotency and (replay := self._replay(idempotency)):
+                return replay
+            raise ConcurrentWrite() from None
+        return outcome
+
+    def _replay(self, idempotency: Idempotency) -> Outcome | None:
+        try:
+            record = self.repository.get(IdempotencyRecord.id_for(idempotency.caller, idempotency.key))
+        except AggregateNotFoundError:
+            return None
+        if record.fingerprint != idempotency.fingerprint:
+            raise IdempotencyKeyReused()
+        return Outcome.from_record(record.outcome)
+
+    # -- reads --------------------------------------------------------------------------
+
+    def _load(self, plan_id: uuid.UUID, version: int | None = None) -> IndividualPlan:
+        try:
+            plan = self.repository.get(plan_id, version=version)
+        except AggregateNotFoundError:
+            raise PlanNotFound(plan_id) from None
+        if not isinstance(plan, IndividualPlan):
+            raise PlanNotFound(plan_id)
+        return plan
+
+    def get_plan(self, plan_id: uuid.UUID, as_of: datetime | None = None) -> IndividualPlan:
+        if as_of is None:
+            return self._load(plan_id)
+        return self._load(plan_id, version=self.version_at(plan_id, as_of))
+
+    def version_at(self, plan_id: uuid.UUID, as_of: datetime) -> int:
+        """The plan's version as recorded at ``as_of`` (recording time, not clinical time)."""
+        before: int | None = None
+        while True:
+            page = list(self.events.get(plan_id, desc=True, lte=before, limit=500))
+            if not page:
+                raise PlanNotFound(plan_id)
+            for event in page:
+                if event.timestamp <= as_of:
+                    return event.originator_version
+            before = page[-1].originator_version - 1
+            if before < 1:
+                raise PlanNotFound(plan_id)
+
+    def patient_of(self, plan_id: uuid.UUID) -> str:
+        """Whose plan this is, from its first event: cheap, for access checks."""
+        opened = next(iter(self.events.get(plan_id, lte=1, limit=1)), None)
+        if not isinstance(opened, IndividualPlan.PlanOpened):
+            raise PlanNotFound(plan_id)
+        return opened.patient_id
+
+    def timeline(self, plan_id: uuid.UUID, *, before: int | None = None,
+                 limit: int = 50) -> tuple[list[IndividualPlan.Event], int | None]:
+        """Newest first; the second value is the cursor for the next page, if any."""
+        lte = before - 1 if before is not None else None
+        events = list(self.events.get(plan_id, desc=True, lte=lte, limit=limit + 1))
+        if not events and before is None:
+            raise PlanNotFound(plan_id)
+        more = len(events) > limit
+        events = events[:limit]
+        return events, (events[-1].originator_version if more and events else None)
+
+    def feed(self, after: int, limit: int) -> tuple[list[IntegrationEvent], int]:
+        """Integration events after a position, in log order; and the log's last position."""
+        notifications = self.recorder.select_notifications(
+            start=after + 1, limit=limit, topics=integration.PLAN_EVENT_TOPICS)
+        events = [
+            integration.to_integration_event(self.mapper.to_domain_event(n), n.id)
+            for n in notifications
+        ]
+        return events, self.recorder.max_notification_id() or 0
+
+    def plan_events(self, plan_id: uuid.UUID) -> Iterable[IndividualPlan.Event]:
+        return self.events.get(plan_id)
+
+
+__all__ = [
+    "ConcurrentWrite", "EventRejected", "Idempotency", "IdempotencyKeyReused", "Outcome",
+    "PlanApplication", "VersionMismatch", "event_type",
+]

@@ -1,0 +1,513 @@
+"""The individual plan (individuell plan) as an event-sourced aggregate.
+
+Each public method is a use of the plan: it checks the rules against the current state and
+only then triggers its event. Events say what happened (past tense) and carry who recorded
+it (``recorded_by``) and when it happened clinically (``occurred_at``); the library stamps
+the recording time (``timestamp``) itself.
+
+Every class has an explicit, stable TOPIC: stored events name these strings, never the
+Python module path, so moving or renaming a class cannot orphan a stored event.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from eventsourcing.domain import Aggregate
+
+from plan_service.domain.errors import Conflict, Invalid
+from plan_service.domain.values import (
+    AGE_BANDS,
+    CONSENT_SCOPES,
+    Consent,
+    Evaluation,
+    Goal,
+    InformationRecord,
+    Participant,
+    TriangleMeeting,
+    WhatMatters,
+    age_band_for,
+)
+
+Actor = dict[str, str]  # {"role": ..., "id": ...[, "via": integration account]}
+
+
+def _topic(name: str) -> str:
+    return f"careplan.IndividualPlan.{name}"
+
+
+class IndividualPlan(Aggregate):
+    TOPIC = "careplan.IndividualPlan"
+
+    class Event(Aggregate.Event):
+        recorded_by: Actor
+        occurred_at: datetime
+
+    class Created(Event, Aggregate.Created):
+        TOPIC = _topic("Created")
+
+    # -- events -----------------------------------------------------------------------
+
+    class PlanOpened(Created):
+        TOPIC = _topic("PlanOpened")
+        patient_id: str
+        service_level: str
+        age_band: str | None
+        birth_date: date | None
+
+    class CoordinatorAssigned(Event):
+        TOPIC = _topic("CoordinatorAssigned")
+        coordinator_id: str
+        name: str | None
+        service_level: str | None
+
+        def apply(self, plan: IndividualPlan) -> None:
+            plan.coordinator = {
+                "coordinator_id": self.coordinator_id,
+                "name": self.name,
+                "service_level": self.service_level,
+            }
+            if self.service_level:
+                plan._involve(self.service_level)
+
+    class WhatMattersRecorded(Event):
+        TOPIC = _topic("WhatMattersRecorded")
+        text: str
+        language: str
+
+        def apply(self, plan: IndividualPlan) -> None:
+            plan.what_matters.append(WhatMatters(self.text, self.language, self.occurred_at))
+
+    class GoalSet(Event):
+        TOPIC = _topic("GoalSet")
+        goal_id: str
+        text: str
+        expressed_by: str
+        target_date: date | None
+
+        def apply(self, plan: IndividualPlan) -> None:
+            plan.goals[self.goal_id] = Goal(
+                self.goal_id, self.text, self.expressed_by, self.target_date, set_at=self.occurred_at
+            )
+
+    class GoalRevised(Event):
+        TOPIC = _topic("GoalRevised")
+        goal_id: str
+        text: str | None
+        target_date: date | None
+        reason: str | None
+
+        def apply(self, plan: IndividualPlan) -> None:
+            goal = plan.goals[self.goal_id]
+            if self.text is not None:
+                goal.text = self.text
+            if self.target_date is not None:
+                goal.target_date = self.target_date
+            goal.revisions += 1
+
+    class GoalAchieved(Event):
+        TOPIC = _topic("GoalAchieved")
+        goal_id: str
+
+        def apply(self, plan: IndividualPlan) -> None:
+            plan.goals[self.goal_id].status = "achieved"
+
+    class GoalAbandoned(Event):
+        TOPIC = _topic("GoalAbandoned")
+        goal_id: str
+        reason: str | None
+
+        def apply(self, plan: IndividualPlan) -> None:
+            goal = plan.goals[self.goal_id]
+            goal.status = "abandoned"
+            goal.closed_reason = self.reason
+
+    class InformationGiven(Event):
+        TOPIC = _topic("InformationGiven")
+        information_id: str
+        topic: str
+        form: str
+        description: str
+        adapted_how: str | None
+
+        def apply(self, plan: IndividualPlan) -> None:
+            plan.information[self.information_id] = InformationRecord(
+                self.information_id, self.topic, self.form, self.description,
+                self.adapted_how, self.occurred_at,
+            )
+
+    class ParticipantAdded(Event):
+        TOPIC = _topic("ParticipantAdded")
+        participant_id: str
+        kind: str
+        name: str | None
+        relation: str | None
+        service_level: str | None
+
+        def apply(self, plan: IndividualPlan) -> None:
+            plan.participants[self.participant_id] = Participant(
+                self.participant_id, self.kind, self.name, self.relation,
+                self.service_level, self.occurred_at,
+            )
+            if self.service_level:
+                plan._involve(self.service_level)
+
+    class ParticipantRemoved(Event):
+        TOPIC = _topic("ParticipantRemoved")
+        participant_id: str
+        reason: str | None
+
+        def apply(self, plan: IndividualPlan) -> None:
+            del plan.participants[self.participant_id]
+            # A relative who is no longer in the plan keeps no access through an old consent.
+            consent = plan.consents.get(self.participant_id)
+            if consent and consent.withdrawn_at is None:
+                consent.withdrawn_at = self.occurred_at
+
+    class RelativeConsentGiven(Event):
+        TOPIC = _topic("RelativeConsentGiven")
+        relative_id: str
+        scope: list[str]
+        valid_from: datetime
+        valid_until: datetime | None
+
+        def apply(self, plan: IndividualPlan) -> None:
+            plan.consents[self.relative_id] = Consent(
+                self.relative_id, list(self.scope), self.valid_from, self.valid_until,
+                self.occurred_at,
+            )
+
+    class RelativeConsentWithdrawn(Event):
+        TOPIC = _topic("RelativeConsentWithdrawn")
+        relative_id: str
+
+        def apply(self, plan: IndividualPlan) -> None:
+            plan.consents[self.relative_id].withdrawn_at = self.occurred_at
+
+    class EvaluationScheduled(Event):
+        TOPIC = _topic("EvaluationScheduled")
+        evaluation_id: str
+        scheduled_for: datetime
+
+        def apply(self, plan: IndividualPlan) -> None:
+            plan.evaluations[self.evaluation_id] = Evaluation(self.evaluation_id, self.scheduled_for)
+
+    class EvaluationHeld(Event):
+        TOPIC = _topic("EvaluationHeld")
+        evaluation_id: str
+        participants: list[str]
+        outcome: str
+        patient_took_part: bool
+
+        def apply(self, plan: IndividualPlan) -> None:
+            evaluation = plan.evaluations[self.evaluation_id]
+            evaluation.status = "held"
+            evaluation.held_at = self.occurred_at
+            evaluation.participants = list(self.participants)
+            evaluation.outcome = self.outcome
+            evaluation.patient_took_part = self.patient_took_part
+
+    class TriangleMeetingRequested(Event):
+        TOPIC = _topic("TriangleMeetingRequested")
+        meeting_id: str
+        requested_by: str | None
+        reason: str | None
+
+        def apply(self, plan: IndividualPlan) -> None:
+            plan.triangle_meetings[self.meeting_id] = TriangleMeeting(
+                self.meeting_id, "requested", requested_by=self.requested_by
+            )
+
+    class TriangleMeetingScheduled(Event):
+        TOPIC = _topic("TriangleMeetingScheduled")
+        meeting_id: str
+        scheduled_for: datetime
+        place: str
+        transport: str | None
+        companion: str | None
+        no_show_strategy: str
+
+        def apply(self, plan: IndividualPlan) -> None:
+            meeting = plan.triangle_meetings.setdefault(
+                self.meeting_id, TriangleMeeting(self.meeting_id, "scheduled")
+            )
+            meeting.status = "scheduled"
+            meeting.scheduled_for = self.scheduled_for
+            meeting.place = self.place
+            meeting.transport = self.transport
+            meeting.companion = self.companion
+            meeting.no_show_strategy = self.no_show_strategy
+
+    class TriangleMeetingHeld(Event):
+        TOPIC = _topic("TriangleMeetingHeld")
+        meeting_id: str
+        outcome: str | None
+
+        def apply(self, plan: IndividualPlan) -> None:
+            meeting = plan.triangle_meetings[self.meeting_id]
+            meeting.status = "held"
+            meeting.outcome = self.outcome
+
+    class TriangleMeetingMissed(Event):
+        TOPIC = _topic("TriangleMeetingMissed")
+        meeting_id: str
+        note: str | None
+
+        def apply(self, plan: IndividualPlan) -> None:
+            meeting = plan.triangle_meetings[self.meeting_id]
+            meeting.status = "missed"
+            meeting.times_missed += 1
+
+    class PlanClosed(Event):
+        TOPIC = _topic("PlanClosed")
+        reason: str
+        note: str | None
+
+        def apply(self, plan: IndividualPlan) -> None:
+            plan.closed = {"reason": self.reason, "at": self.occurred_at}
+
+    # -- construction -----------------------------------------------------------------
+
+    def __init__(
+        self,
+        patient_id: str,
+        service_level: str,
+        age_band: str | None,
+        birth_date: date | None,
+        recorded_by: Actor,
+        occurred_at: datetime,
+    ):
+        self.patient_id = patient_id
+        self.opened_at = occurred_at
+        self.opened_service_level = service_level
+        self.service_levels: list[str] = [service_level]
+        self.age_band = age_band
+        self.birth_date = birth_date
+        self.coordinator: dict[str, Any] | None = None
+        self.what_matters: list[WhatMatters] = []
+        self.goals: dict[str, Goal] = {}
+        self.information: dict[str, InformationRecord] = {}
+        self.participants: dict[str, Participant] = {}
+        self.consents: dict[str, Consent] = {}
+        self.evaluations: dict[str, Evaluation] = {}
+        self.triangle_meetings: dict[str, TriangleMeeting] = {}
+        self.closed: dict[str, Any] | None = None
+
+    @classmethod
+    def open(
+        cls,
+        *,
+        patient_id: str,
+        service_level: str,
+        recorded_by: Actor,
+        occurred_at: datetime,
+        age_band: str | None = None,
+        birth_date: date | None = None,
+    ) -> IndividualPlan:
+        if age_band is None and birth_date is None:
+            raise Invalid("give the patient's date of birth or age band", "age_band")
+        if birth_date is not None:
+            if birth_date > occurred_at.date():
+                raise Invalid("date of birth is after the plan was opened", "birth_date")
+            derived = age_band_for(birth_date, occurred_at.date())
+            if age_band is not None and age_band != derived:
+                raise Invalid(f"age band does not match date of birth ({derived})", "age_band")
+            age_band = derived
+        if age_band not in AGE_BANDS:
+            raise Invalid("unknown age band", "age_band")
+        return cls._create(
+            cls.PlanOpened,
+            patient_id=patient_id,
+            service_level=service_level,
+            age_band=age_band,
+            birth_date=birth_date,
+            recorded_by=recorded_by,
+            occurred_at=occurred_at,
+        )
+
+    def _involve(self, service_level: str) -> None:
+        if service_level not in self.service_levels:
+            self.service_levels.append(service_level)
+
+    # -- commands: check, then trigger ------------------------------------------------
+
+    def _record(self, event_class: type[Event], **kwargs: Any) -> None:
+        if self.closed is not None:
+            raise Conflict("the plan is closed; no events can be added")
+        self.trigger_event(event_class, **kwargs)
+
+    def assign_coordinator(self, *, coordinator_id: str, name: str | None = None,
+                           service_level: str | None = None, **meta: Any) -> None:
+        self._record(self.CoordinatorAssigned, coordinator_id=coordinator_id, name=name,
+                     service_level=service_level, **meta)
+
+    def record_what_matters(self, *, text: str, language: str, **meta: Any) -> None:
+        if not text.strip():
+            raise Invalid("what matters must not be empty", "text")
+        self._record(self.WhatMattersRecorded, text=text, language=language, **meta)
+
+    def set_goal(self, *, goal_id: str, text: str, expressed_by: str,
+                 target_date: date | None = None, **meta: Any) -> None:
+        if goal_id in self.goals:
+            raise Conflict(f"goal {goal_id} already exists", "goal_id")
+        self._record(self.GoalSet, goal_id=goal_id, text=text, expressed_by=expressed_by,
+                     target_date=target_date, **meta)
+
+    def _active_goal(self, goal_id: str, doing: str) -> Goal:
+        goal = self.goals.get(goal_id)
+        if goal is None:
+            raise Invalid(f"the plan has no goal {goal_id}", "goal_id")
+        if goal.status != "active":
+            raise Conflict(f"goal {goal_id} is {goal.status} and cannot be {doing}", "goal_id")
+        return goal
+
+    def revise_goal(self, *, goal_id: str, text: str | None = None,
+                    target_date: date | None = None, reason: str | None = None, **meta: Any) -> None:
+        self._active_goal(goal_id, "revised")
+        if text is None and target_date is None:
+            raise Invalid("a revision changes the text or the target date", "text")
+        self._record(self.GoalRevised, goal_id=goal_id, text=text, target_date=target_date,
+                     reason=reason, **meta)
+
+    def achieve_goal(self, *, goal_id: str, **meta: Any) -> None:
+        self._active_goal(goal_id, "achieved")
+        self._record(self.GoalAchieved, goal_id=goal_id, **meta)
+
+    def abandon_goal(self, *, goal_id: str, reason: str | None = None, **meta: Any) -> None:
+        self._active_goal(goal_id, "abandoned")
+        self._record(self.GoalAbandoned, goal_id=goal_id, reason=reason, **meta)
+
+    def give_information(self, *, information_id: str, topic: str, form: str, description: str,
+                         adapted_how: str | None = None, **meta: Any) -> None:
+        if information_id in self.information:
+            raise Conflict(f"information {information_id} is already recorded", "information_id")
+        self._record(self.InformationGiven, information_id=information_id, topic=topic, form=form,
+                     description=description, adapted_how=adapted_how, **meta)
+
+    def add_participant(self, *, participant_id: str, kind: str, name: str | None = None,
+                        relation: str | None = None, service_level: str | None = None,
+                        **meta: Any) -> None:
+        if participant_id in self.participants:
+            raise Conflict(f"participant {participant_id} already takes part", "participant_id")
+        if kind == "professional" and service_level is None:
+            raise Invalid("a professional participant needs a service level", "service_level")
+        self._record(self.ParticipantAdded, participant_id=participant_id, kind=kind, name=name,
+                     relation=relation, service_level=service_level, **meta)
+
+    def remove_participant(self, *, participant_id: str, reason: str | None = None,
+                           **meta: Any) -> None:
+        if participant_id not in self.participants:
+            raise Invalid(f"{participant_id} is not a participant of the plan", "participant_id")
+        self._record(self.ParticipantRemoved, participant_id=participant_id, reason=reason, **meta)
+
+    def give_relative_consent(self, *, relative_id: str, scope: list[str],
+                              valid_from: datetime | None = None,
+                              valid_until: datetime | None = None, **meta: Any) -> None:
+        participant = self.participants.get(relative_id)
+        if participant is None or participant.kind != "relative":
+            raise Invalid(f"{relative_id} is not a relative taking part in the plan", "relative_id")
+        unknown = sorted(set(scope) - set(CONSENT_SCOPES))
+        if not scope or unknown:
+            raise Invalid(f"scope must name sections of {', '.join(CONSENT_SCOPES)}", "scope")
+        valid_from = valid_from or meta["occurred_at"]
+        if valid_until is not None and valid_until <= valid_from:
+            raise Invalid("valid_until must be after valid_from", "valid_until")
+        self._record(self.RelativeConsentGiven, relative_id=relative_id,
+                     scope=sorted(set(scope)), valid_from=valid_from,
+                     valid_until=valid_until, **meta)
+
+    def withdraw_relative_consent(self, *, relative_id: str, **meta: Any) -> None:
+        consent = self.consents.get(relative_id)
+        if consent is None:
+            raise Conflict(f"no consent was given for {relative_id}", "relative_id")
+        if consent.withdrawn_at is not None:
+            raise Conflict(f"the consent for {relative_id} is already withdrawn", "relative_id")
+        self._record(self.RelativeConsentWithdrawn, relative_id=relative_id, **meta)
+
+    def schedule_evaluation(self, *, evaluation_id: str, scheduled_for: datetime,
+                            **meta: Any) -> None:
+        existing = self.evaluations.get(evaluation_id)
+        if existing is not None and existing.status == "held":
+            raise Conflict(f"evaluation {evaluation_id} was already held", "evaluation_id")
+        self._record(self.EvaluationScheduled, evaluation_id=evaluation_id,
+                     scheduled_for=scheduled_for, **meta)
+
+    def hold_evaluation(self, *, evaluation_id: str, outcome: str, patient_took_part: bool,
+                        participants: list[str] | None = None, **meta: Any) -> None:
+        evaluation = self.evaluations.get(evaluation_id)
+        if evaluation is None:
+            raise Conflict(f"evaluation {evaluation_id} was never scheduled", "evaluation_id")
+        if evaluation.status == "held":
+            raise Conflict(f"evaluation {evaluation_id} was already held", "evaluation_id")
+        self._record(self.EvaluationHeld, evaluation_id=evaluation_id, outcome=outcome,
+                     patient_took_part=patient_took_part, participants=list(participants or []),
+                     **meta)
+
+    def request_triangle_meeting(self, *, meeting_id: str, requested_by: str | None = None,
+                                 reason: str | None = None, **meta: Any) -> None:
+        if meeting_id in self.triangle_meetings:
+            raise Conflict(f"triangle meeting {meeting_id} already exists", "meeting_id")
+        self._record(self.TriangleMeetingRequested, meeting_id=meeting_id,
+                     requested_by=requested_by, reason=reason, **meta)
+
+    def schedule_triangle_meeting(self, *, meeting_id: str, scheduled_for: datetime, place: str,
+                                  no_show_strategy: str, transport: str | None = None,
+                                  companion: str | None = None, **meta: Any) -> None:
+        meeting = self.triangle_meetings.get(meeting_id)
+        if meeting is not None and meeting.status == "held":
+            raise Conflict(f"triangle meeting {meeting_id} was already held", "meeting_id")
+        if not no_show_strategy.strip():
+            raise Invalid("agree a strategy for a no-show before the meeting", "no_show_strategy")
+        self._record(self.TriangleMeetingScheduled, meeting_id=meeting_id,
+                     scheduled_for=scheduled_for, place=place, transport=transport,
+                     companion=companion, no_show_strategy=no_show_strategy, **meta)
+
+    def _scheduled_meeting(self, meeting_id: str) -> TriangleMeeting:
+        meeting = self.triangle_meetings.get(meeting_id)
+        if meeting is None or meeting.status != "scheduled":
+            state = meeting.status if meeting else "unknown"
+            raise Conflict(f"triangle meeting {meeting_id} is not scheduled ({state})", "meeting_id")
+        return meeting
+
+    def hold_triangle_meeting(self, *, meeting_id: str, outcome: str | None = None,
+                              **meta: Any) -> None:
+        self._scheduled_meeting(meeting_id)
+        self._record(self.TriangleMeetingHeld, meeting_id=meeting_id, outcome=outcome, **meta)
+
+    def miss_triangle_meeting(self, *, meeting_id: str, note: str | None = None,
+                              **meta: Any) -> None:
+        self._scheduled_meeting(meeting_id)
+        self._record(self.TriangleMeetingMissed, meeting_id=meeting_id, note=note, **meta)
+
+    def close(self, *, reason: str, note: str | None = None, **meta: Any) -> None:
+        self._record(self.PlanClosed, reason=reason, note=note, **meta)
+
+
+# The posted event ``type`` -> the plan's command that accepts it. PlanOpened is not here:
+# a plan is opened by POST /v1/plans, once.
+COMMANDS = {
+    "CoordinatorAssigned": IndividualPlan.assign_coordinator,
+    "WhatMattersRecorded": IndividualPlan.record_what_matters,
+    "GoalSet": IndividualPlan.set_goal,
+    "GoalRevised": IndividualPlan.revise_goal,
+    "GoalAchieved": IndividualPlan.achieve_goal,
+    "GoalAbandoned": IndividualPlan.abandon_goal,
+    "InformationGiven": IndividualPlan.give_information,
+    "ParticipantAdded": IndividualPlan.add_participant,
+    "ParticipantRemoved": IndividualPlan.remove_participant,
+    "RelativeConsentGiven": IndividualPlan.give_relative_consent,
+    "RelativeConsentWithdrawn": IndividualPlan.withdraw_relative_consent,
+    "EvaluationScheduled": IndividualPlan.schedule_evaluation,
+    "EvaluationHeld": IndividualPlan.hold_evaluation,
+    "TriangleMeetingRequested": IndividualPlan.request_triangle_meeting,
+    "TriangleMeetingScheduled": IndividualPlan.schedule_triangle_meeting,
+    "TriangleMeetingHeld": IndividualPlan.hold_triangle_meeting,
+    "TriangleMeetingMissed": IndividualPlan.miss_triangle_meeting,
+    "PlanClosed": IndividualPlan.close,
+}
+
+
+def event_type(event: IndividualPlan.Event) -> str:
+    """The public name of a stored plan event (its class name, stable with its TOPIC)."""
+    return type(event).__name__

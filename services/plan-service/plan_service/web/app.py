@@ -1,0 +1,44 @@
+"""create_app(): the Flask application of plan-service. Nothing happens at import time."""
+
+from __future__ import annotations
+
+from flask import Flask
+from flask_smorest import Api
+
+from careplan_shared import logs, problem, web
+from plan_service.api import errors, feed, health, plans
+from plan_service.bootstrap import Services, bootstrap
+from plan_service.config import Config
+
+
+def create_app(config: Config | None = None, services: Services | None = None) -> Flask:
+    config = config or Config.from_env()
+    services = services or bootstrap(config)
+
+    app = Flask("plan_service")
+    app.config.update(
+        API_TITLE="plan-service",
+        API_VERSION="1.0.0",
+        MAX_CONTENT_LENGTH=config.max_body_bytes,
+        PROPAGATE_EXCEPTIONS=False,
+        **web.swagger_ui_config(),
+    )
+    app.config["API_SPEC_OPTIONS"] = {
+        "info": {"description": "Individual plans (individuell plan): EPR integration API. "
+                                "Errors are application/problem+json (RFC 9457)."},
+        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
+                                                      "bearerFormat": "JWT"}}},
+    }
+    app.extensions["careplan"] = services
+
+    web.install(app)
+    logs.install_request_logging(app)
+    api = Api(app)
+    problem.install(app)  # after Api: replaces its JSON error handler with problem+json
+    errors.install(app)
+    plans.register_event_schemas(api.spec)
+    api.register_blueprint(plans.blp)
+    api.register_blueprint(feed.blp)
+    app.register_blueprint(health.blp)
+    web.install_swagger_assets(app)
+    return app

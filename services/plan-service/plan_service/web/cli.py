@@ -1,0 +1,40 @@
+"""`plan-service serve` runs the service; `plan-service token` prints a dev bearer token."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from careplan_shared.auth import ROLES, load_or_create_dev_key, mint_token
+from plan_service.config import Config, ConfigError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="plan-service")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("serve", help="run the HTTP service (configured by environment variables)")
+    token = sub.add_parser("token", help="print a bearer token signed with the dev key")
+    token.add_argument("--role", required=True, choices=ROLES)
+    token.add_argument("--sub", required=True, help="the caller's id (for a patient: patient_id)")
+    token.add_argument("--on-behalf-of", help="integration tokens: the clinician the EPR acts for")
+    token.add_argument("--ttl", type=int, default=8 * 3600, help="seconds (default 8 h)")
+    args = parser.parse_args(argv)
+
+    try:
+        config = Config.from_env()
+    except ConfigError as e:
+        print(f"configuration error: {e}", file=sys.stderr)
+        return 2
+    if args.command == "token":
+        key = load_or_create_dev_key(config.signing_key_file)
+        print(mint_token(key, args.sub, args.role, ttl_seconds=args.ttl,
+                         on_behalf_of=args.on_behalf_of))
+        return 0
+    from plan_service.web.server import serve
+
+    serve(config)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

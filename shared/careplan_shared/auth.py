@@ -1,0 +1,122 @@
+"""Bearer tokens: who is calling and in which role.
+
+Embedded default: HS256 tokens signed with a random key kept in a file under the data folder
+(created on first run, mode 0600). Both services read the same file, so one token works for
+both. Production verifies OIDC issuers' tokens through JWKS (a later issue plugs it in here
+behind the same ``verify`` call).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jwt
+
+ROLES = ("integration", "clinician", "coordinator", "patient", "relative")
+WRITER_ROLES = frozenset({"integration", "clinician", "coordinator"})
+DEV_ISSUER = "careplan-dev"
+DEV_AUDIENCE = "careplan"
+
+
+class InvalidToken(Exception):
+    """The token is missing, malformed, expired, or signed by someone else (-> 401)."""
+
+
+@dataclass(frozen=True)
+class Principal:
+    subject: str
+    role: str
+    on_behalf_of: str | None = None
+
+    @property
+    def actor(self) -> dict[str, str]:
+        """Who recorded a change: a clinician via the EPR integration, or the caller itself."""
+        if self.role == "integration" and self.on_behalf_of:
+            return {"role": "clinician", "id": self.on_behalf_of, "via": self.subject}
+        return {"role": self.role, "id": self.subject}
+
+
+def load_or_create_dev_key(path: Path) -> bytes:
+    """The embedded-default signing key; created atomically so racing processes agree."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32))
+    for _ in range(50):  # another process may be between create and write
+        text = path.read_text().strip()
+        if text:
+            return bytes.fromhex(text)
+        time.sleep(0.02)
+    raise RuntimeError(f"signing key file {path} is empty")
+
+
+def mint_token(
+    key: bytes,
+    subject: str,
+    role: str,
+    *,
+    ttl_seconds: int = 8 * 3600,
+    on_behalf_of: str | None = None,
+    issuer: str = DEV_ISSUER,
+    audience: str = DEV_AUDIENCE,
+) -> str:
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}")
+    now = int(time.time())
+    claims: dict[str, Any] = {
+        "sub": subject, "role": role, "iss": issuer, "aud": audience,
+        "iat": now, "nbf": now, "exp": now + ttl_seconds,
+    }
+    if on_behalf_of:
+        claims["on_behalf_of"] = on_behalf_of
+    return jwt.encode(claims, key, algorithm="HS256")
+
+
+class DevTokenVerifier:
+    def __init__(self, key: bytes, issuer: str = DEV_ISSUER, audience: str = DEV_AUDIENCE):
+        self._key = key
+        self._issuer = issuer
+        self._audience = audience
+
+    def verify(self, token: str) -> Principal:
+        try:
+            claims = jwt.decode(
+                token,
+                self._key,
+                algorithms=["HS256"],
+                issuer=self._issuer,
+                audience=self._audience,
+                options={"require": ["sub", "exp", "iss", "aud"]},
+                leeway=30,
+            )
+        except jwt.PyJWTError as e:
+            raise InvalidToken(type(e).__name__) from None
+        return principal_from_claims(claims)
+
+
+def principal_from_claims(claims: dict[str, Any], role_claim: str = "role", subject_claim: str = "sub") -> Principal:
+    subject, role = claims.get(subject_claim), claims.get(role_claim)
+    if not isinstance(subject, str) or not subject or len(subject) > 128:
+        raise InvalidToken("subject claim missing or invalid")
+    if role not in ROLES:
+        raise InvalidToken("role claim missing or unknown")
+    obo = claims.get("on_behalf_of")
+    return Principal(subject, role, obo if isinstance(obo, str) and obo else None)
+
+
+def bearer_token(authorization_header: str | None) -> str:
+    if not authorization_header:
+        raise InvalidToken("no Authorization header")
+    scheme, _, token = authorization_header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise InvalidToken("Authorization is not a Bearer token")
+    return token.strip()

@@ -1,0 +1,85 @@
+"""Structured logs: one JSON object per line; never plan content, never tokens.
+
+Log records carry only what is passed in ``extra`` under whitelisted keys, plus the message,
+which callers keep to fixed strings. Request logs name the route template, not the path.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+import uuid
+from datetime import datetime, timezone
+
+from flask import Flask, g, request
+
+SAFE_KEYS = (
+    "service", "request_id", "method", "route", "status", "duration_ms", "role",
+    "error_type", "plan_version", "events", "batch_size", "position", "reason",
+    "port", "url", "count",
+)
+
+
+class JsonFormatter(logging.Formatter):
+    def __init__(self, service: str):
+        super().__init__()
+        self.service = service
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "service": self.service,
+            "msg": record.getMessage(),
+        }
+        for key in SAFE_KEYS:
+            value = record.__dict__.get(key)
+            if value is not None:
+                entry[key] = value
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def configure(service: str, level: str = "INFO") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter(service))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
+def _request_id() -> str:
+    given = request.headers.get("X-Request-Id", "")
+    if 0 < len(given) <= 64 and given.replace("-", "").isalnum():
+        return given
+    return uuid.uuid4().hex
+
+
+def install_request_logging(app: Flask) -> None:
+    log = logging.getLogger("careplan.http")
+
+    @app.before_request
+    def _start() -> None:
+        g.request_id = _request_id()
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def _finish(response):
+        started = g.get("started")
+        duration = (time.perf_counter() - started) * 1000 if started else None
+        principal = g.get("principal")
+        log.info(
+            "request",
+            extra={
+                "request_id": g.get("request_id"),
+                "method": request.method,
+                "route": request.url_rule.rule if request.url_rule else "(no route)",
+                "status": response.status_code,
+                "duration_ms": round(duration, 2) if duration is not None else None,
+                "role": principal.role if principal else None,
+            },
+        )
+        response.headers["X-Request-Id"] = g.get("request_id", "")
+        return response
