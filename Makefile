@@ -1,0 +1,37 @@
+# The README's two set-up commands: `make run` and `make test`. Everything else is a helper.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test install token unit integration e2e bench clean
+
+$(STAMP): requirements.lock shared/pyproject.toml services/plan-service/pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e shared -e services/plan-service
+	touch $@
+
+install: $(STAMP)
+
+## run: both services on embedded defaults (SQLite under ./var, HTTP feed); Ctrl-C stops
+run: $(STAMP)
+	@scripts/run
+
+## test: install, start the infrastructure the tests need, run every test layer
+test: $(STAMP)
+	@scripts/test
+
+## token ROLE=integration SUB=epr-1 [OBO=clin-7]: print a dev bearer token
+token: $(STAMP)
+	@$(BIN)/plan-service token --role $(or $(ROLE),integration) --sub $(or $(SUB),epr-1) \
+		$(if $(OBO),--on-behalf-of $(OBO))
+
+unit: $(STAMP)
+	$(BIN)/pytest -q -m "not integration and not e2e"
+
+bench: $(STAMP)
+	@ls bench/*.py >/dev/null 2>&1 && for b in bench/*.py; do $(BIN)/python $$b; done
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .hypothesis
