@@ -1,64 +1,14 @@
-"""Fixtures for every layer: real server processes on 127.0.0.1 for end-to-end tests."""
+"""Fixtures for every layer: real server processes on 127.0.0.1, real PostgreSQL and Kafka."""
 
 from __future__ import annotations
 
 import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Iterator
 
 import pytest
-import requests
 
-ROOT = Path(__file__).resolve().parent
-BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class ServerProcess:
-    """A service started as its real command (`plan-service serve`), killed at the end."""
-
-    def __init__(self, command: list[str], env: dict[str, str], url: str, log_path: Path):
-        self.command, self.env, self.url, self.log_path = command, env, url, log_path
-        self.proc: subprocess.Popen | None = None
-
-    def start(self, timeout: float = 30.0) -> "ServerProcess":
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.command, env=self.env, stdout=log, stderr=log,
-                                     start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.command} exited: {self.log_path.read_text()[-2000:]}")
-            try:
-                if requests.get(self.url + "/healthz", timeout=1).status_code == 200:
-                    return self
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"{self.command} not healthy after {timeout}s")
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, sig)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=5)
-
-    def logs(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
+from careplan_testing import BIN, ServerProcess, free_port, require_infra
 
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
@@ -84,3 +34,52 @@ def start_plan_service(data_dir: Path, tmp_path: Path) -> Iterator:
     yield start
     for server in started:
         server.stop()
+
+
+# -- real infrastructure (started by scripts/test from infra/) -----------------------------
+
+@pytest.fixture
+def postgres_env() -> Iterator[dict[str, str]]:
+    """POSTGRES_* settings pointing at a fresh schema of the test database, dropped after."""
+    import uuid
+    from urllib.parse import urlsplit
+
+    import psycopg
+
+    url = require_infra("PostgreSQL", "CAREPLAN_TEST_DATABASE_URL")
+    parts = urlsplit(url)
+    schema = "t_" + uuid.uuid4().hex[:12]
+    with psycopg.connect(url, autocommit=True) as db:
+        db.execute(f'CREATE SCHEMA "{schema}"')
+    yield {
+        "POSTGRES_HOST": parts.hostname or "127.0.0.1", "POSTGRES_PORT": str(parts.port or 5432),
+        "POSTGRES_USER": parts.username or "", "POSTGRES_PASSWORD": parts.password or "",
+        "POSTGRES_DBNAME": parts.path.strip("/"), "POSTGRES_SCHEMA": schema,
+    }
+    with psycopg.connect(url, autocommit=True) as db:
+        db.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@pytest.fixture
+def kafka_bootstrap() -> str:
+    return require_infra("Kafka", "KAFKA_BOOTSTRAP_SERVERS")
+
+
+@pytest.fixture
+def kafka_topic(kafka_bootstrap: str) -> Iterator[str]:
+    """A fresh topic (6 partitions, like careplan.plan-events.v1) for one test."""
+    import uuid
+
+    from kafka import KafkaAdminClient
+    from kafka.admin import NewTopic
+
+    name = f"test.plan-events.{uuid.uuid4().hex[:10]}"
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap.split(","), client_id="tests")
+    admin.create_topics([NewTopic(name, num_partitions=6, replication_factor=1)])
+    try:
+        yield name
+    finally:
+        try:
+            admin.delete_topics([name])
+        finally:
+            admin.close()

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
+from typing import Any
 
 from careplan_shared.auth import DevTokenVerifier, load_or_create_dev_key
 from plan_service.adapters.persistence import eventsourcing_env
+from plan_service.adapters.positions import (
+    MemoryPositions,
+    PostgresPositions,
+    SQLitePositions,
+    postgres_conninfo,
+)
 from plan_service.application.plans import PlanApplication
+from plan_service.application.relay import Relay
 from plan_service.config import Config
 from plan_service.domain.plan import IndividualPlan
 
@@ -16,10 +25,49 @@ class Services:
     config: Config
     plans: PlanApplication
     verifier: DevTokenVerifier
+    kafka_health: Any = None
+    relay: Relay | None = None
+    _relay_stop: threading.Event | None = field(default=None, repr=False)
+
+    def start_relay(self) -> None:
+        """Run the relay in a thread of this process (one process relays: leader lock)."""
+        if self.relay is not None and self._relay_stop is None:
+            self.plans.committer.on_saved.append(self.relay.wakeup.set)
+            _, self._relay_stop = self.relay.start_thread()
+
+    def stop_relay(self) -> None:
+        if self._relay_stop is not None:
+            self._relay_stop.set()
+            self._relay_stop = None
 
 
-def bootstrap(config: Config) -> Services:
+def positions_for(config: Config, relay_name: str):
+    if config.persistence == "postgres":
+        return PostgresPositions(postgres_conninfo(config.postgres),
+                                 config.postgres.get("POSTGRES_SCHEMA", ""), relay_name)
+    if config.persistence == "sqlite":
+        return SQLitePositions(config.sqlite_file, relay_name)
+    return MemoryPositions()
+
+
+def build_relay(config: Config, plans: PlanApplication) -> Relay:
+    from plan_service.adapters.kafka import KafkaPublisher
+
+    if not config.kafka_bootstrap_servers:
+        raise ValueError("the relay needs KAFKA_BOOTSTRAP_SERVERS")
+    publisher = KafkaPublisher(config.kafka_bootstrap_servers, config.kafka_topic)
+    return Relay(plans, publisher, positions_for(config, config.kafka_topic))
+
+
+def bootstrap(config: Config, *, with_relay: bool | None = None) -> Services:
     plans = PlanApplication(eventsourcing_env(config), write_batch_max=config.write_batch_max)
     plans.snapshotting_intervals = {IndividualPlan: config.snapshot_interval}
     verifier = DevTokenVerifier(load_or_create_dev_key(config.signing_key_file))
-    return Services(config, plans, verifier)
+    services = Services(config, plans, verifier)
+    if config.kafka_bootstrap_servers:
+        from plan_service.adapters.kafka import KafkaHealth
+
+        services.kafka_health = KafkaHealth(config.kafka_bootstrap_servers)
+    if with_relay if with_relay is not None else config.relay == "inline":
+        services.relay = build_relay(config, plans)
+    return services

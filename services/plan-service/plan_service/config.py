@@ -6,8 +6,45 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
+from urllib.parse import unquote, urlsplit
 
 PERSISTENCE_CHOICES = ("sqlite", "postgres", "memory")
+RELAY_CHOICES = ("inline", "off")
+# Every environment variable plan-service reads (besides the library's POSTGRES_* settings).
+VARIABLES = (
+    "CAREPLAN_DATA_DIR", "CAREPLAN_DEV_KEY_FILE", "PLAN_SERVICE_HOST", "PLAN_SERVICE_PORT",
+    "PLAN_SERVICE_PERSISTENCE", "PLAN_SERVICE_SQLITE_PATH", "PLAN_SERVICE_DATABASE_URL",
+    "PLAN_SERVICE_MAX_BODY_BYTES", "PLAN_SERVICE_SNAPSHOT_INTERVAL", "PLAN_SERVICE_WRITE_BATCH_MAX",
+    "PLAN_SERVICE_CACHE_SIZE", "PLAN_SERVICE_WORKERS", "PLAN_SERVICE_THREADS", "LOG_LEVEL",
+    "KAFKA_BOOTSTRAP_SERVERS", "KAFKA_TOPIC", "PLAN_SERVICE_RELAY",
+)
+TRUTHY = ("y", "yes", "t", "true", "on", "1")
+
+
+def postgres_env(env: Mapping[str, str]) -> dict[str, str]:
+    """POSTGRES_* settings for the eventsourcing library, from PLAN_SERVICE_DATABASE_URL
+    and/or POSTGRES_* variables (the latter win)."""
+    settings: dict[str, str] = {}
+    url = env.get("PLAN_SERVICE_DATABASE_URL")
+    if url:
+        parts = urlsplit(url)
+        if parts.scheme not in ("postgresql", "postgres") or not parts.path.strip("/"):
+            raise ConfigError("PLAN_SERVICE_DATABASE_URL must look like postgresql://user:pass@host:port/db")
+        settings.update({
+            "POSTGRES_HOST": parts.hostname or "127.0.0.1",
+            "POSTGRES_PORT": str(parts.port or 5432),
+            "POSTGRES_USER": unquote(parts.username or ""),
+            "POSTGRES_PASSWORD": unquote(parts.password or ""),
+            "POSTGRES_DBNAME": parts.path.strip("/"),
+        })
+    settings.update({k: v for k, v in env.items() if k.startswith("POSTGRES_")})
+    if settings.get("POSTGRES_ENABLE_DB_FUNCTIONS", "").lower() in TRUTHY:
+        # eventsourcing 9.5.6's insert function skips the table lock: followers of the
+        # notification log (relay, feed) can miss events. See PERFORMANCE.md.
+        raise ConfigError("POSTGRES_ENABLE_DB_FUNCTIONS must stay off: it loses events for log followers")
+    settings.setdefault("POSTGRES_POOL_SIZE", "10")
+    settings.setdefault("POSTGRES_CONNECT_TIMEOUT", "5")
+    return settings
 
 
 class ConfigError(ValueError):
@@ -43,6 +80,9 @@ class Config:
     workers: int = 1
     threads: int = 8
     log_level: str = "INFO"
+    kafka_bootstrap_servers: str | None = None
+    kafka_topic: str = "careplan.plan-events.v1"
+    relay: str = "off"
 
     @property
     def sqlite_file(self) -> Path:
@@ -58,6 +98,12 @@ class Config:
         persistence = env.get("PLAN_SERVICE_PERSISTENCE", "sqlite")
         if persistence not in PERSISTENCE_CHOICES:
             raise ConfigError(f"PLAN_SERVICE_PERSISTENCE must be one of {', '.join(PERSISTENCE_CHOICES)}")
+        kafka = env.get("KAFKA_BOOTSTRAP_SERVERS") or None
+        relay = env.get("PLAN_SERVICE_RELAY") or ("inline" if kafka else "off")
+        if relay not in RELAY_CHOICES:
+            raise ConfigError(f"PLAN_SERVICE_RELAY must be one of {', '.join(RELAY_CHOICES)}")
+        if relay == "inline" and not kafka:
+            raise ConfigError("PLAN_SERVICE_RELAY=inline needs KAFKA_BOOTSTRAP_SERVERS")
         sqlite_path = env.get("PLAN_SERVICE_SQLITE_PATH")
         key_file = env.get("CAREPLAN_DEV_KEY_FILE")
         return cls(
@@ -66,7 +112,7 @@ class Config:
             data_dir=Path(env.get("CAREPLAN_DATA_DIR", "var")),
             persistence=persistence,
             sqlite_path=Path(sqlite_path) if sqlite_path else None,
-            postgres={k: v for k, v in env.items() if k.startswith("POSTGRES_")},
+            postgres=postgres_env(env) if persistence == "postgres" else {},
             dev_key_file=Path(key_file) if key_file else None,
             max_body_bytes=_int(env, "PLAN_SERVICE_MAX_BODY_BYTES", 256 * 1024, 1024, 64 * 2**20),
             snapshot_interval=_int(env, "PLAN_SERVICE_SNAPSHOT_INTERVAL", 100, 2, 100_000),
@@ -75,4 +121,7 @@ class Config:
             workers=_int(env, "PLAN_SERVICE_WORKERS", 1, 1, 64),
             threads=_int(env, "PLAN_SERVICE_THREADS", 8, 1, 256),
             log_level=env.get("LOG_LEVEL", "INFO"),
+            kafka_bootstrap_servers=kafka,
+            kafka_topic=env.get("KAFKA_TOPIC", "careplan.plan-events.v1"),
+            relay=relay,
         )

@@ -51,6 +51,7 @@ class GroupCommitter:
         self._pid: int | None = None
         self.batches = 0
         self.items = 0
+        self.on_saved: list[Callable[[], None]] = []  # e.g. wake the relay
 
     def save(self, *objs: Any, timeout: float = 60.0) -> Any:
         """Save these aggregates atomically (with whatever else shares the batch)."""
@@ -89,20 +90,25 @@ class GroupCommitter:
             batch = self._next_batch()
             self.batches += 1
             self.items += len(batch)
-            if len(batch) == 1:
-                self._save_one(batch[0])
-                continue
-            try:
-                result = self._save(*(o for item in batch for o in item.objs))
-            except Exception:
-                # All-or-nothing failed: find out who really fails by saving one by one.
-                log.info("batch failed, retrying items one by one", extra={"batch_size": len(batch)})
-                for item in batch:
-                    item.restore_pending()
-                    self._save_one(item)
-            else:
-                for item in batch:
-                    item.future.set_result(result)
+            self._save_batch(batch)
+            for callback in self.on_saved:
+                callback()
+
+    def _save_batch(self, batch: list[_Item]) -> None:
+        if len(batch) == 1:
+            self._save_one(batch[0])
+            return
+        try:
+            result = self._save(*(o for item in batch for o in item.objs))
+        except Exception:
+            # All-or-nothing failed: find out who really fails by saving one by one.
+            log.info("batch failed, retrying items one by one", extra={"batch_size": len(batch)})
+            for item in batch:
+                item.restore_pending()
+                self._save_one(item)
+        else:
+            for item in batch:
+                item.future.set_result(result)
 
     def _save_one(self, item: _Item) -> None:
         try:

@@ -13,6 +13,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="plan-service")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="run the HTTP service (configured by environment variables)")
+    sub.add_parser("relay", help="run only the relay: notification log -> Kafka (needs KAFKA_BOOTSTRAP_SERVERS)")
     token = sub.add_parser("token", help="print a bearer token signed with the dev key")
     token.add_argument("--role", required=True, choices=ROLES)
     token.add_argument("--sub", required=True, help="the caller's id (for a patient: patient_id)")
@@ -30,9 +31,32 @@ def main(argv: list[str] | None = None) -> int:
         print(mint_token(key, args.sub, args.role, ttl_seconds=args.ttl,
                          on_behalf_of=args.on_behalf_of))
         return 0
+    if args.command == "relay":
+        return run_relay(config)
     from plan_service.web.server import serve
 
     serve(config)
+    return 0
+
+
+def run_relay(config: Config) -> int:
+    import signal
+    import threading
+
+    from careplan_shared import logs
+    from plan_service.bootstrap import bootstrap
+
+    if not config.kafka_bootstrap_servers:
+        print("configuration error: the relay needs KAFKA_BOOTSTRAP_SERVERS", file=sys.stderr)
+        return 2
+    logs.configure("plan-service-relay", config.log_level)
+    services = bootstrap(config, with_relay=True)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    print(f"relay: {config.persistence} -> kafka {config.kafka_bootstrap_servers} "
+          f"topic {config.kafka_topic}", file=sys.stderr, flush=True)
+    services.relay.run(stop)
     return 0
 
 

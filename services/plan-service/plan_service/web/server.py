@@ -36,7 +36,9 @@ class _Gunicorn(BaseApplication):
         from plan_service.web.app import create_app
 
         logs.configure("plan-service", self._config.log_level)
-        return create_app(self._config)
+        app = create_app(self._config)
+        app.extensions["careplan"].start_relay()  # in each worker; one wins the leader lock
+        return app
 
 
 def _announce(c: Config) -> None:

@@ -6,8 +6,6 @@ from __future__ import annotations
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
-
 import pytest
 
 from plan_service.application.plans import (
@@ -24,15 +22,16 @@ pytestmark = pytest.mark.integration
 ACTOR = {"role": "clinician", "id": "clin-1"}
 
 
-def store_configs(tmp_path: Path) -> dict[str, Config]:
-    return {"sqlite": Config(data_dir=tmp_path, persistence="sqlite", snapshot_interval=10)}
-
-
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=["sqlite", "postgres"])
 def make_app(request, tmp_path):
     """make_app() -> a PlanApplication on the store; call again for a second instance or a
     restart on the same data."""
-    config = store_configs(tmp_path)[request.param]
+    if request.param == "postgres":
+        postgres = request.getfixturevalue("postgres_env")
+        config = Config(data_dir=tmp_path, persistence="postgres", snapshot_interval=10,
+                        postgres={**postgres, "POSTGRES_POOL_SIZE": "10"})
+    else:
+        config = Config(data_dir=tmp_path, persistence="sqlite", snapshot_interval=10)
     apps: list[PlanApplication] = []
 
     def make() -> PlanApplication:

@@ -20,17 +20,36 @@ def test_config_defaults_and_overrides():
     assert Config.from_env({}).port == 8081
     config = Config.from_env({"PLAN_SERVICE_PORT": "9000", "CAREPLAN_DATA_DIR": "/tmp/x",
                               "PLAN_SERVICE_PERSISTENCE": "memory", "POSTGRES_DBNAME": "db"})
-    assert (config.port, config.persistence, config.postgres) == (9000, "memory", {"POSTGRES_DBNAME": "db"})
+    assert (config.port, config.persistence, config.postgres) == (9000, "memory", {})
     assert config.sqlite_file == Path("/tmp/x/plan-service/events.sqlite")
     assert config.signing_key_file == Path("/tmp/x/dev-signing.key")
+    assert (config.relay, config.kafka_bootstrap_servers) == ("off", None)
+
+
+def test_postgres_from_url_and_variables():
+    config = Config.from_env({"PLAN_SERVICE_PERSISTENCE": "postgres", "POSTGRES_POOL_SIZE": "20",
+                              "PLAN_SERVICE_DATABASE_URL": "postgresql://u:p%40ss@db.local:6543/plans"})
+    assert config.postgres["POSTGRES_HOST"] == "db.local" and config.postgres["POSTGRES_PORT"] == "6543"
+    assert config.postgres["POSTGRES_PASSWORD"] == "p@ss" and config.postgres["POSTGRES_DBNAME"] == "plans"
+    assert config.postgres["POSTGRES_POOL_SIZE"] == "20"
+
+
+def test_kafka_turns_the_inline_relay_on():
+    config = Config.from_env({"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:19092"})
+    assert config.relay == "inline" and config.kafka_topic == "careplan.plan-events.v1"
+    assert Config.from_env({"KAFKA_BOOTSTRAP_SERVERS": "x:1", "PLAN_SERVICE_RELAY": "off"}).relay == "off"
 
 
 @pytest.mark.parametrize("env", [
     {"PLAN_SERVICE_PORT": "eighty"}, {"PLAN_SERVICE_PORT": "70000"},
     {"PLAN_SERVICE_PERSISTENCE": "mongo"}, {"PLAN_SERVICE_WRITE_BATCH_MAX": "0"},
+    {"PLAN_SERVICE_RELAY": "inline"}, {"PLAN_SERVICE_RELAY": "sometimes"},
+    {"POSTGRES_ENABLE_DB_FUNCTIONS": "y", "PLAN_SERVICE_PERSISTENCE": "postgres"},
+    {"PLAN_SERVICE_DATABASE_URL": "mysql://x/y", "PLAN_SERVICE_PERSISTENCE": "postgres"},
 ])
 def test_config_errors_name_the_variable(env):
-    with pytest.raises(ConfigError, match=next(iter(env))):
+    named = [k for k in env if k != "PLAN_SERVICE_PERSISTENCE"] or list(env)
+    with pytest.raises(ConfigError, match=named[0]):
         Config.from_env(env)
 
 

@@ -1,0 +1,96 @@
+"""Kafka: the relay's publisher and the readiness check (kafka-python 3.0.x)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any, Sequence
+
+import orjson
+
+from careplan_shared.events import IntegrationEvent, encode_event
+
+log = logging.getLogger("careplan.kafka")
+PLAN_EVENTS_TOPIC = "careplan.plan-events.v1"
+
+
+def message(event: IntegrationEvent) -> dict[str, Any]:
+    """Key = plan id, so all of one plan's events land in one partition, in order."""
+    return {
+        "key": str(event.plan_id).encode(),
+        "value": orjson.dumps(encode_event(event)),
+        "headers": [("event_id", str(event.event_id).encode()),
+                    ("event_type", event.event_type.encode()),
+                    ("schema_version", str(event.schema_version).encode())],
+    }
+
+
+class KafkaPublisher:
+    def __init__(self, bootstrap_servers: str, topic: str = PLAN_EVENTS_TOPIC,
+                 client_id: str = "plan-service-relay", ack_timeout: float = 30.0):
+        self.bootstrap_servers, self.topic = bootstrap_servers, topic
+        self.client_id, self.ack_timeout = client_id, ack_timeout
+        self._producer: Any = None
+
+    def _connect(self) -> Any:
+        from kafka import KafkaProducer
+
+        if self._producer is None:
+            self._producer = KafkaProducer(
+                bootstrap_servers=self.bootstrap_servers.split(","),
+                client_id=self.client_id,
+                acks="all",
+                enable_idempotence=True,  # no duplicates or reordering from our own retries
+                linger_ms=1,
+                max_block_ms=5000,
+                request_timeout_ms=10000,
+            )
+        return self._producer
+
+    def publish(self, events: Sequence[IntegrationEvent]) -> None:
+        try:
+            producer = self._connect()
+            futures = [producer.send(self.topic, **message(e)) for e in events]
+            producer.flush(timeout=self.ack_timeout)
+            for future in futures:
+                future.get(timeout=self.ack_timeout)  # raises if not acknowledged
+        except Exception:
+            self.close()  # start the next attempt with a fresh producer session
+            raise
+
+    def close(self) -> None:
+        if self._producer is not None:
+            try:
+                self._producer.close(timeout=2)
+            except Exception:  # noqa: BLE001 - closing a broken producer
+                pass
+            self._producer = None
+
+
+class KafkaHealth:
+    """Is the broker reachable? One small metadata request, with a short timeout."""
+
+    def __init__(self, bootstrap_servers: str, timeout_ms: int = 2000):
+        self.bootstrap_servers, self.timeout_ms = bootstrap_servers, timeout_ms
+        self._lock = threading.Lock()
+
+    def check(self) -> bool:
+        from kafka import KafkaAdminClient
+
+        with self._lock:
+            try:
+                admin = KafkaAdminClient(
+                    bootstrap_servers=self.bootstrap_servers.split(","),
+                    client_id="plan-service-readyz",
+                    request_timeout_ms=self.timeout_ms,
+                    bootstrap_timeout_ms=self.timeout_ms,
+                )
+            except Exception:  # noqa: BLE001 - no broker answered
+                return False
+            try:
+                admin.describe_cluster()
+                return True
+            except Exception:  # noqa: BLE001
+                return False
+            finally:
+                admin.close()

@@ -1,0 +1,93 @@
+"""Helpers for tests at every layer: real processes, real infrastructure (no pytest fixtures
+here; those are in conftest.py)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServerProcess:
+    """A service started as its real command (`plan-service serve`), killed at the end."""
+
+    def __init__(self, command: list[str], env: dict[str, str], url: str, log_path: Path):
+        self.command, self.env, self.url, self.log_path = command, env, url, log_path
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 30.0) -> "ServerProcess":
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(self.command, env=self.env, stdout=log, stderr=log,
+                                     start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.command} exited: {self.log_path.read_text()[-2000:]}")
+            try:
+                if requests.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return self
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.command} not healthy after {timeout}s")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, sig)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=5)
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def require_infra(what: str, variable: str) -> str:
+    """The value of ``variable``; without it: a failure in CI, a skip elsewhere."""
+    value = os.environ.get(variable)
+    if value:
+        return value
+    message = f"{what} is not configured ({variable}); `make test` starts it from infra/"
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def read_topic(bootstrap: str, topic: str, expected: int, timeout: float = 60.0,
+               distinct: bool = False) -> list:
+    """Every record of a topic from the beginning, until ``expected`` records (or, with
+    ``distinct``, records of that many distinct event_id headers) arrived or time is up."""
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap.split(","), group_id=None,
+                             auto_offset_reset="earliest", enable_auto_commit=False,
+                             consumer_timeout_ms=1000)
+    records: list = []
+    ids: set = set()
+    deadline = time.monotonic() + timeout
+    try:
+        while (len(ids) if distinct else len(records)) < expected and time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=500).values():
+                records.extend(batch)
+                ids.update(dict(r.headers).get("event_id") for r in batch)
+    finally:
+        consumer.close()
+    return records
