@@ -92,9 +92,14 @@ class PostgresPositions:
             db.execute(CREATE.replace("careplan_relay_position", self.table))
 
     def load(self) -> int:
+        if self._leader_conn is not None and not self._leader_conn.closed:
+            return self._read(self._leader_conn)
         with self._psycopg.connect(self.conninfo, autocommit=True) as db:
-            row = db.execute(f"SELECT position FROM {self.table} WHERE relay = %s",
-                             (self.relay,)).fetchone()
+            return self._read(db)
+
+    def _read(self, db: Any) -> int:
+        row = db.execute(f"SELECT position FROM {self.table} WHERE relay = %s",
+                         (self.relay,)).fetchone()
         return int(row[0]) if row else 0
 
     def save(self, position: int) -> None:

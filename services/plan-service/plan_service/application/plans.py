@@ -198,15 +198,18 @@ class PlanApplication(Application):
         events = events[:limit]
         return events, (events[-1].originator_version if more and events else None)
 
-    def feed(self, after: int, limit: int) -> tuple[list[IntegrationEvent], int]:
-        """Integration events after a position, in log order; and the log's last position."""
+    def integration_events(self, after: int, limit: int) -> list[IntegrationEvent]:
+        """Integration events after a log position, in log order."""
         notifications = self.recorder.select_notifications(
             start=after + 1, limit=limit, topics=integration.PLAN_EVENT_TOPICS)
-        events = [
+        return [
             integration.to_integration_event(self.mapper.to_domain_event(n), n.id)
             for n in notifications
         ]
-        return events, self.recorder.max_notification_id() or 0
+
+    def feed(self, after: int, limit: int) -> tuple[list[IntegrationEvent], int]:
+        """Integration events after a position; and the log's last position."""
+        return self.integration_events(after, limit), self.recorder.max_notification_id() or 0
 
     def plan_events(self, plan_id: uuid.UUID) -> Iterable[IndividualPlan.Event]:
         return self.events.get(plan_id)

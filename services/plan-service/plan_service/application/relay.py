@@ -53,11 +53,10 @@ class Relay:
         self.position = 0
 
     def step(self) -> int:
-        """Publish one batch; return how many events went out."""
-        after = self.positions.load()
-        events, _ = self.plans.feed(after, self.batch_size)
+        """Publish one batch; return how many events went out. Only the leader calls this,
+        so the position it last recorded is the stored one (read once, on taking the lead)."""
+        events = self.plans.integration_events(self.position, self.batch_size)
         if not events:
-            self.position = after
             return 0
         self.publisher.publish(events)
         self.positions.save(events[-1].position)
@@ -73,7 +72,8 @@ class Relay:
                 if not self.is_leader:
                     stop.wait(1.0)
                     continue
-                log.info("relay is leader", extra={"position": self.positions.load()})
+                self.position = self.positions.load()
+                log.info("relay is leader", extra={"position": self.position})
             try:
                 sent = self.step()
             except Exception as e:  # noqa: BLE001 - broker or store trouble: back off, retry

@@ -326,6 +326,23 @@ class IndividualPlan(Aggregate):
             occurred_at=occurred_at,
         )
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> IndividualPlan:
+        """A structural copy, much cheaper than generic deepcopy.
+
+        The repository hands out a copy of its cached plan for every command, so a rejected
+        command can never touch the cached state. State is containers of value objects whose
+        fields are immutable, apart from a few lists, which are copied too.
+        """
+        clone = object.__new__(type(self))
+        state = self.__dict__.copy()
+        for name, value in state.items():
+            if isinstance(value, dict):
+                state[name] = {k: _copy_value(v) for k, v in value.items()}
+            elif isinstance(value, list):
+                state[name] = [_copy_value(v) for v in value]
+        clone.__dict__ = state
+        return clone
+
     def _involve(self, service_level: str) -> None:
         if service_level not in self.service_levels:
             self.service_levels.append(service_level)
@@ -482,6 +499,19 @@ class IndividualPlan(Aggregate):
 
     def close(self, *, reason: str, note: str | None = None, **meta: Any) -> None:
         self._record(self.PlanClosed, reason=reason, note=note, **meta)
+
+
+def _copy_value(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: list(v) if isinstance(v, list) else v for k, v in value.items()}
+    if isinstance(value, list):
+        return list(value)
+    params = getattr(value, "__dataclass_params__", None)
+    if params is not None and not params.frozen:
+        clone = object.__new__(type(value))
+        clone.__dict__ = {k: list(v) if isinstance(v, list) else v for k, v in value.__dict__.items()}
+        return clone
+    return value  # str, int, bool, date, datetime, UUID, frozen events: immutable
 
 
 # The posted event ``type`` -> the plan's command that accepts it. PlanOpened is not here:
