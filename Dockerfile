@@ -6,7 +6,7 @@ COPY requirements.lock ./
 RUN pip install --no-cache-dir -r requirements.lock
 COPY shared ./shared
 COPY services ./services
-RUN pip install --no-cache-dir --no-deps ./shared ./services/plan-service
+RUN pip install --no-cache-dir --no-deps ./shared ./services/plan-service ./services/notification-service
 RUN useradd --system --home /app careplan && mkdir -p /data && chown careplan /data
 USER careplan
 ENV CAREPLAN_DATA_DIR=/data

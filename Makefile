@@ -6,10 +6,10 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: run test install token unit integration e2e bench clean
 
-$(STAMP): requirements.lock shared/pyproject.toml services/plan-service/pyproject.toml
+$(STAMP): requirements.lock shared/pyproject.toml services/plan-service/pyproject.toml services/notification-service/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.lock
-	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e shared -e services/plan-service
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e shared -e services/plan-service -e services/notification-service
 	touch $@
 
 install: $(STAMP)

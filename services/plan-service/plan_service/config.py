@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Mapping
 from urllib.parse import unquote, urlsplit
 
+from careplan_shared.config import ConfigError, env_int as _int
+
 PERSISTENCE_CHOICES = ("sqlite", "postgres", "memory")
 RELAY_CHOICES = ("inline", "off")
 # Every environment variable plan-service reads (besides the library's POSTGRES_* settings).
@@ -45,23 +47,6 @@ def postgres_env(env: Mapping[str, str]) -> dict[str, str]:
     settings.setdefault("POSTGRES_POOL_SIZE", "10")
     settings.setdefault("POSTGRES_CONNECT_TIMEOUT", "5")
     return settings
-
-
-class ConfigError(ValueError):
-    pass
-
-
-def _int(env: Mapping[str, str], name: str, default: int, low: int = 0, high: int = 2**31) -> int:
-    raw = env.get(name)
-    if raw in (None, ""):
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
-    if not low <= value <= high:
-        raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
-    return value
 
 
 @dataclass(frozen=True)

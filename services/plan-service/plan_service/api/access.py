@@ -1,7 +1,7 @@
 """Who may call what. One table, used by the endpoints and by the tests.
 
 This is the baseline (issue: foundation). Relatives' consent-scoped reads and the access
-log plug in here: ``authorize_plan_read`` is the single gate for plan content.
+log plug in here: ``authorize`` is the single gate for plan content.
 """
 
 from __future__ import annotations
@@ -10,10 +10,11 @@ import functools
 import uuid
 from typing import Any, Callable
 
-from flask import current_app, g, request
+from flask import current_app
 from flask_smorest import abort
 
-from careplan_shared.auth import WRITER_ROLES, InvalidToken, Principal, bearer_token
+from careplan_shared.access import authenticate
+from careplan_shared.auth import WRITER_ROLES, Principal
 
 ALL_ROLES = frozenset({"integration", "clinician", "coordinator", "patient", "relative"})
 
@@ -26,21 +27,6 @@ POLICY: dict[str, frozenset[str]] = {
     "feed.read": frozenset({"integration"}),
 }
 OWN_PLAN_ONLY = frozenset({"patient"})
-
-
-def authenticate() -> Principal:
-    """Verify the bearer token of this request (401 problem if it does not hold)."""
-    principal = g.get("principal")
-    if principal is not None:
-        return principal
-    try:
-        token = bearer_token(request.headers.get("Authorization"))
-        principal = current_app.extensions["careplan"].verifier.verify(token)
-    except InvalidToken as e:
-        abort(401, message=f"a valid bearer token is required ({e})",
-              headers={"WWW-Authenticate": 'Bearer realm="careplan"'})
-    g.principal = principal
-    return principal
 
 
 def require(action: str) -> Principal:

@@ -262,7 +262,7 @@ def test_timeline_newest_first_with_cursor(client, writer, open_plan):
     client.post(f"/v1/plans/{plan_id}/events", headers=writer, json=events)
     seen, before = [], None
     while True:
-        query = f"?limit=5" + (f"&before={before}" if before else "")
+        query = "?limit=5" + (f"&before={before}" if before else "")
         page = client.get(f"/v1/plans/{plan_id}/timeline{query}", headers=writer).json
         seen += [item["version"] for item in page["items"]]
         before = page["next_before"]

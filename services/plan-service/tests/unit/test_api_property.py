@@ -32,6 +32,7 @@ from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, event, given, settings
+from eventsourcing.application import project_aggregate
 from hypothesis import strategies as st
 
 from plan_service.api import schemas
@@ -194,8 +195,8 @@ LIMITS = {"id": 64, "short": 200, "text": 4000}
 @st.composite
 def invalid_event(draw: st.DrawFn) -> Any:
     """An item the schema must refuse."""
-    how = draw(st.sampled_from(["field"] * 4 + ["too_long"] * 2 + [
-        "missing", "unknown_field", "type", "future", "not_object"]))
+    how = draw(st.sampled_from(["field"] * 3 + ["too_long"] * 2 + ["future"] * 2 + [
+        "missing", "unknown_field", "type", "not_object"]))
     if how == "not_object":
         return draw(st.sampled_from(NOT_OBJECTS))
     event = draw(valid_event())
@@ -319,7 +320,7 @@ def request_body(draw: st.DrawFn, plan: IndividualPlan) -> Body:
     count = 1 if shape == "single" else draw(st.integers(1, 4))
     items, invalid = [], set()
     for index in range(count):
-        what = draw(st.sampled_from(["fitting"] * 6 + ["random"] * 3 + ["invalid"]))
+        what = draw(st.sampled_from(["fitting"] * 6 + ["random"] * 2 + ["invalid"] * 2))
         if what == "fitting":
             type_, ids = draw(st.sampled_from(fit))
             items.append(draw(valid_event(type_, **ids)))
@@ -354,7 +355,7 @@ def convert(item: dict[str, Any]) -> tuple[str, dict[str, Any]]:
 # -- the shadow: the pure domain, given the same commands ---------------------------------
 
 def expected_record(type_: str, fields_: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """What the stored event must hold, from the loaded fields of the posted event."""
+    """What the stored event must hold, from the fields the command got."""
     record = {k: v for k, v in fields_.items() if k in SPEC[type_]}
     if type_ == "RelativeConsentGiven":
         record["scope"] = sorted(set(record["scope"]))
@@ -531,7 +532,7 @@ def test_posted_events_are_stored_exactly_when_accepted(client, plans, writer, o
             field_errors = problem["errors"][str(index)] if body.is_list else problem["errors"]
             assert field_errors == {error.field or "_schema": [error.message]}, context
             continue
-        assert status == 201, context
+        assert status == 201 and response.mimetype == "application/json", context
         answer = response.get_json()
         assert answer["plan_id"] == plan_id and answer["version"] == version + len(items), context
         assert [(e["version"], e["type"]) for e in answer["events"]] == [
@@ -552,9 +553,11 @@ def test_posted_events_are_stored_exactly_when_accepted(client, plans, writer, o
     assert all(e.recorded_by == WRITER_ACTOR for e in stored[1:])
     assert version == 1 + len(accepted)
 
-    # The plan read back (cached; rebuilt through snapshots; over HTTP) is the shadow's plan.
+    # The plan read back (cached; rebuilt through snapshots; from the events alone; over HTTP)
+    # is the shadow's plan.
     assert shape(plans.repository.get(plan_uuid)) == shape(shadow)
     assert shape(plans.repository.get(plan_uuid, version=version)) == shape(shadow)
+    assert shape(project_aggregate(None, stored)) == shape(shadow)
     read = client.get(f"/v1/plans/{plan_id}", headers=writer)
     assert read.status_code == 200 and read.json["version"] == version
     assert read.headers["ETag"] == f'"{version}"'

@@ -1,0 +1,1 @@
+"""Adapters: the prompt store, the event sources (HTTP feed, Kafka), the channels."""

@@ -1,0 +1,106 @@
+"""The two transports behind one interface: plan-service's HTTP feed and the Kafka topic."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable
+
+import requests
+
+from notification_service.application.consumer import Record
+
+log = logging.getLogger("careplan.sources")
+
+
+class FeedSource:
+    """Polls GET {plan_service}/v1/feed?after=N (the embedded default)."""
+
+    name = "feed"
+
+    def __init__(self, base_url: str, token: Callable[[], str], batch: int = 500, timeout: float = 10.0):
+        self.base_url = base_url.rstrip("/")
+        self.token, self.batch, self.timeout = token, batch, timeout
+        self._session = requests.Session()
+
+    def fetch(self, positions: Callable[[], dict[int, int]]) -> list[Record]:
+        after = positions().get(0, 0)
+        response = self._session.get(
+            f"{self.base_url}/v1/feed", params={"after": after, "limit": self.batch},
+            headers={"Authorization": f"Bearer {self.token()}"}, timeout=self.timeout)
+        response.raise_for_status()
+        return [Record(0, int(item["position"]), item) for item in response.json()["items"]]
+
+    def processed(self, records: list[Record]) -> None:
+        pass
+
+    def close(self) -> None:
+        self._session.close()
+
+
+class KafkaSource:
+    """A member of the consumer group; offsets come from the store (seek on assignment),
+    and are committed to Kafka only so that lag can be monitored."""
+
+    name = "kafka"
+
+    def __init__(self, bootstrap_servers: str, topic: str, group_id: str = "notification-service",
+                 poll_ms: int = 200):
+        self.bootstrap_servers, self.topic, self.group_id, self.poll_ms = bootstrap_servers, topic, group_id, poll_ms
+        self._consumer: Any = None
+        self._positions: Callable[[], dict[int, int]] | None = None
+
+    def _connect(self) -> Any:
+        from kafka import KafkaConsumer
+        from kafka.consumer.subscription_state import ConsumerRebalanceListener
+
+        source = self
+
+        class SeekToStored(ConsumerRebalanceListener):
+            def on_partitions_revoked(self, revoked: Any) -> None:
+                pass
+
+            def on_partitions_assigned(self, assigned: Any) -> None:
+                stored = source._positions() if source._positions else {}
+                for tp in assigned:
+                    if tp.partition in stored:
+                        source._consumer.seek(tp, stored[tp.partition] + 1)
+                    else:
+                        source._consumer.seek_to_beginning(tp)
+
+        consumer = KafkaConsumer(
+            bootstrap_servers=self.bootstrap_servers.split(","),
+            group_id=self.group_id,
+            client_id="notification-service",
+            enable_auto_commit=False,  # the truth is the position stored with the prompts
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=50,
+            max_poll_records=500,
+        )
+        self._consumer = consumer
+        consumer.subscribe([self.topic], listener=SeekToStored())
+        return consumer
+
+    def fetch(self, positions: Callable[[], dict[int, int]]) -> list[Record]:
+        self._positions = positions
+        consumer = self._consumer or self._connect()
+        try:
+            batches = consumer.poll(timeout_ms=self.poll_ms)
+        except Exception:
+            self.close()
+            raise
+        records = [Record(tp.partition, r.offset, r.value) for tp, rs in batches.items() for r in rs]
+        return sorted(records, key=lambda r: (r.part, r.position))
+
+    def processed(self, records: list[Record]) -> None:
+        try:
+            self._consumer.commit_async()
+        except Exception:  # noqa: BLE001 - monitoring only
+            log.info("offset commit for monitoring failed")
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            try:
+                self._consumer.close(autocommit=False)
+            except Exception:  # noqa: BLE001
+                pass
+            self._consumer = None

@@ -1,0 +1,1 @@
+"""HTTP API (flask-smorest): the coordinator's inbox."""

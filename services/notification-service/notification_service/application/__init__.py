@@ -1,0 +1,1 @@
+"""Use cases: process an integration event, run the clock, list and acknowledge prompts."""

@@ -1,0 +1,77 @@
+"""Delivers prompts through the configured channels from the outbox (the ``deliveries`` rows
+written in the same transaction as the prompt), with retries and back-off. A prompt that was
+resolved or acknowledged before its turn is not sent."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import timedelta
+from typing import Any, Protocol
+
+from notification_service.adapters.channels import DeliveryError, Message, backoff
+from notification_service.application.service import Notifications
+
+log = logging.getLogger("careplan.dispatch")
+MAX_ATTEMPTS = 8
+
+
+class Channel(Protocol):
+    name: str
+
+    def send(self, message: Message) -> None: ...
+
+
+class Dispatcher:
+    def __init__(self, notifications: Notifications, channels: dict[str, Channel], public_url: str,
+                 interval: float = 0.5):
+        self.notifications = notifications
+        self.channels = channels
+        self.public_url = public_url.rstrip("/")
+        self.interval = interval
+        self.sent = 0
+
+    def step(self, limit: int = 50) -> int:
+        now = self.notifications.clock.now()
+        store = self.notifications.store
+        with store.transaction() as tx:
+            due = tx.deliveries_due(now, limit)
+        for delivery in due:
+            with store.transaction() as tx:
+                prompt = tx.prompt(delivery["prompt_id"])
+            attempts = delivery["attempts"] + 1
+            channel = self.channels.get(delivery["channel"])
+            status, error, next_attempt = "sent", None, None
+            if prompt is None or prompt.status != "open" or channel is None:
+                status = "skipped"
+            else:
+                try:
+                    channel.send(self._message(delivery, prompt))
+                    self.sent += 1
+                except DeliveryError as e:
+                    error = str(e)[:300]
+                    if e.retryable and attempts < MAX_ATTEMPTS:
+                        status = "pending"
+                        wait = max(backoff(attempts), getattr(e, "retry_after", None) or 0)
+                        next_attempt = now + timedelta(seconds=wait)
+                    else:
+                        status = "failed"
+                    log.warning("delivery failed", extra={"reason": delivery["channel"], "count": attempts})
+            with store.transaction() as tx:
+                tx.delivery_done(delivery["id"], status, attempts, error, next_attempt)
+        return len(due)
+
+    def _message(self, delivery: dict[str, Any], prompt: Any) -> Message:
+        return Message(
+            delivery_id=delivery["id"], prompt_id=prompt.id, plan_id=prompt.plan_id,
+            recipient=prompt.recipient or "", reason=prompt.rule, due_at=prompt.due_at,
+            link=f"{self.public_url}/v1/prompts/{prompt.id}", escalated=delivery["kind"] == "escalated")
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                if self.step() == 0:
+                    stop.wait(self.interval)
+            except Exception as e:  # noqa: BLE001 - the store was unreachable: try again later
+                log.warning("dispatch failed", extra={"error_type": type(e).__name__})
+                stop.wait(self.interval * 4)

@@ -1,0 +1,105 @@
+"""Wire the adapters into the application. Tests call it with their own Config and clock."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from careplan_shared.auth import DevTokenVerifier, load_or_create_dev_key, mint_token
+from notification_service.adapters.store import PostgresStore, SQLiteStore
+from notification_service.application.consumer import Consumer
+from notification_service.application.service import Clock, Notifications
+from notification_service.config import Config
+
+
+@dataclass
+class Services:
+    config: Config
+    notifications: Notifications
+    verifier: DevTokenVerifier
+    consumer: Consumer | None = None
+    dispatcher: Any = None
+    _stop: threading.Event = field(default_factory=threading.Event, repr=False)
+    _threads: list[threading.Thread] = field(default_factory=list, repr=False)
+
+    def start_workers(self) -> None:
+        """Consume events, run the clock and deliver prompts, in threads of this process."""
+        if self._threads:
+            return
+        loops = [("consumer", self.consumer.run if self.consumer else None),
+                 ("ticker", self._tick_loop),
+                 ("dispatcher", self.dispatcher.run if self.dispatcher else None)]
+        for name, target in loops:
+            if target is not None:
+                thread = threading.Thread(target=target, args=(self._stop,), name=name, daemon=True)
+                thread.start()
+                self._threads.append(thread)
+
+    def _tick_loop(self, stop: threading.Event) -> None:
+        import logging
+
+        while not stop.wait(self.config.tick_seconds):
+            try:
+                self.notifications.tick()
+            except Exception as e:  # noqa: BLE001 - the store was unreachable: next turn
+                logging.getLogger("careplan.clock").warning("tick failed", extra={"error_type": type(e).__name__})
+
+    def stop_workers(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout)
+
+
+def make_store(config: Config):
+    if config.persistence == "postgres":
+        return PostgresStore(config.database_url)
+    return SQLiteStore(config.sqlite_file)
+
+
+def make_source(config: Config, key: bytes):
+    if config.transport == "kafka":
+        from notification_service.adapters.sources import KafkaSource
+
+        return KafkaSource(config.kafka_bootstrap_servers, config.kafka_topic, config.kafka_group)
+    from notification_service.adapters.sources import FeedSource
+
+    if config.feed_token:
+        return FeedSource(config.plan_service_url, lambda: config.feed_token)
+    # Embedded default: a short-lived integration token signed with the shared dev key.
+    cache: dict[str, Any] = {}
+
+    def token() -> str:
+        import time
+
+        if cache.get("until", 0) < time.time() + 60:
+            cache["token"] = mint_token(key, "notification-service", "integration", ttl_seconds=3600)
+            cache["until"] = time.time() + 3600
+        return cache["token"]
+
+    return FeedSource(config.plan_service_url, token)
+
+
+def make_channels(config: Config) -> dict[str, Any]:
+    from notification_service.adapters.channels import SmtpChannel, WebhookChannel
+
+    channels: dict[str, Any] = {}
+    if config.webhook_url:
+        channels["webhook"] = WebhookChannel(config.webhook_url, config.webhook_secret.encode())
+    if config.smtp_host:
+        template = config.email_address_template
+        channels["email"] = SmtpChannel(config.smtp_host, config.smtp_port, config.smtp_sender,
+                                        lambda recipient: template.format(recipient=recipient) if template else None)
+    return channels
+
+
+def bootstrap(config: Config, *, clock: Clock | None = None, with_workers: bool | None = None) -> Services:
+    key = load_or_create_dev_key(config.signing_key_file)
+    notifications = Notifications(make_store(config), config.rules, clock, config.channels)
+    services = Services(config, notifications, DevTokenVerifier(key))
+    if with_workers if with_workers is not None else config.worker:
+        from notification_service.application.dispatcher import Dispatcher
+
+        services.consumer = Consumer(make_source(config, key), notifications)
+        services.dispatcher = Dispatcher(notifications, make_channels(config), config.public_url)
+    return services

@@ -1,0 +1,121 @@
+"""notification-service configuration: one typed object, built from environment variables."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Mapping
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from careplan_shared.config import ConfigError, env_choice, env_int
+from notification_service.domain.rules import Settings
+
+VARIABLES = (
+    "CAREPLAN_DATA_DIR", "CAREPLAN_DEV_KEY_FILE", "NOTIFICATION_SERVICE_HOST", "NOTIFICATION_SERVICE_PORT",
+    "NOTIFICATION_SERVICE_PERSISTENCE", "NOTIFICATION_SERVICE_SQLITE_PATH", "NOTIFICATION_SERVICE_DATABASE_URL",
+    "NOTIFICATION_TRANSPORT", "PLAN_SERVICE_URL", "NOTIFICATION_FEED_TOKEN", "KAFKA_BOOTSTRAP_SERVERS",
+    "KAFKA_TOPIC", "NOTIFICATION_KAFKA_GROUP", "NOTIFICATION_TICK_SECONDS", "NOTIFICATION_PUBLIC_URL",
+    "NOTIFICATION_EVALUATION_INTERVAL_DAYS", "NOTIFICATION_EVALUATION_GRACE_DAYS",
+    "NOTIFICATION_WRITTEN_INFO_DAYS", "NOTIFICATION_CONSENT_WARNING_DAYS", "NOTIFICATION_NO_SHOW_GRACE_HOURS",
+    "NOTIFICATION_TIMEZONE", "NOTIFICATION_WEBHOOK_URL", "NOTIFICATION_WEBHOOK_SECRET",
+    "NOTIFICATION_SMTP_HOST", "NOTIFICATION_SMTP_PORT", "NOTIFICATION_SMTP_SENDER",
+    "NOTIFICATION_EMAIL_ADDRESS_TEMPLATE", "NOTIFICATION_WORKER", "LOG_LEVEL",
+)
+
+
+@dataclass(frozen=True)
+class Config:
+    host: str = "127.0.0.1"
+    port: int = 8082
+    data_dir: Path = Path("var")
+    persistence: str = "sqlite"
+    sqlite_path: Path | None = None
+    database_url: str | None = None
+    dev_key_file: Path | None = None
+    transport: str = "feed"
+    plan_service_url: str = "http://127.0.0.1:8081"
+    feed_token: str | None = None
+    kafka_bootstrap_servers: str | None = None
+    kafka_topic: str = "careplan.plan-events.v1"
+    kafka_group: str = "notification-service"
+    tick_seconds: int = 30
+    public_url: str = "http://127.0.0.1:8082"
+    rules: Settings = field(default_factory=Settings)
+    webhook_url: str | None = None
+    webhook_secret: str | None = None
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_sender: str = "careplan@localhost"
+    email_address_template: str | None = None
+    worker: bool = True  # consume, tick and dispatch inside the service process
+    log_level: str = "INFO"
+
+    @property
+    def sqlite_file(self) -> Path:
+        return self.sqlite_path or self.data_dir / "notification-service" / "prompts.sqlite"
+
+    @property
+    def signing_key_file(self) -> Path:
+        return self.dev_key_file or self.data_dir / "dev-signing.key"
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        return tuple(name for name, on in (("webhook", self.webhook_url), ("email", self.smtp_host)) if on)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
+        env = os.environ if env is None else env
+        kafka = env.get("KAFKA_BOOTSTRAP_SERVERS") or None
+        transport = env_choice(env, "NOTIFICATION_TRANSPORT", "kafka" if kafka else "feed", ("feed", "kafka"))
+        if transport == "kafka" and not kafka:
+            raise ConfigError("NOTIFICATION_TRANSPORT=kafka needs KAFKA_BOOTSTRAP_SERVERS")
+        persistence = env_choice(env, "NOTIFICATION_SERVICE_PERSISTENCE", "sqlite", ("sqlite", "postgres"))
+        database_url = env.get("NOTIFICATION_SERVICE_DATABASE_URL") or None
+        if persistence == "postgres" and not (database_url and urlsplit(database_url).scheme.startswith("postgres")):
+            raise ConfigError("NOTIFICATION_SERVICE_DATABASE_URL must be postgresql://... for postgres")
+        webhook, secret = env.get("NOTIFICATION_WEBHOOK_URL") or None, env.get("NOTIFICATION_WEBHOOK_SECRET") or None
+        if webhook and not secret:
+            raise ConfigError("NOTIFICATION_WEBHOOK_SECRET is needed to sign webhook bodies")
+        timezone = env.get("NOTIFICATION_TIMEZONE", "Europe/Oslo")
+        try:
+            ZoneInfo(timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(f"NOTIFICATION_TIMEZONE {timezone!r} is not a known time zone") from None
+        days = lambda name, default: timedelta(days=env_int(env, name, default, 0, 3650))  # noqa: E731
+        sqlite_path, key_file = env.get("NOTIFICATION_SERVICE_SQLITE_PATH"), env.get("CAREPLAN_DEV_KEY_FILE")
+        return cls(
+            host=env.get("NOTIFICATION_SERVICE_HOST", "127.0.0.1"),
+            port=env_int(env, "NOTIFICATION_SERVICE_PORT", 8082, 0, 65535),
+            data_dir=Path(env.get("CAREPLAN_DATA_DIR", "var")),
+            persistence=persistence,
+            sqlite_path=Path(sqlite_path) if sqlite_path else None,
+            database_url=database_url,
+            dev_key_file=Path(key_file) if key_file else None,
+            transport=transport,
+            plan_service_url=env.get("PLAN_SERVICE_URL", "http://127.0.0.1:8081"),
+            feed_token=env.get("NOTIFICATION_FEED_TOKEN") or None,
+            kafka_bootstrap_servers=kafka,
+            kafka_topic=env.get("KAFKA_TOPIC", "careplan.plan-events.v1"),
+            kafka_group=env.get("NOTIFICATION_KAFKA_GROUP", "notification-service"),
+            tick_seconds=env_int(env, "NOTIFICATION_TICK_SECONDS", 30, 1, 86400),
+            public_url=env.get("NOTIFICATION_PUBLIC_URL", "http://127.0.0.1:8082"),
+            rules=Settings(
+                evaluation_interval=days("NOTIFICATION_EVALUATION_INTERVAL_DAYS", 180),
+                evaluation_grace=days("NOTIFICATION_EVALUATION_GRACE_DAYS", 14),
+                written_information_after=days("NOTIFICATION_WRITTEN_INFO_DAYS", 7),
+                consent_warning=days("NOTIFICATION_CONSENT_WARNING_DAYS", 14),
+                no_show_grace=timedelta(hours=env_int(env, "NOTIFICATION_NO_SHOW_GRACE_HOURS", 0, 0, 720)),
+                timezone=timezone,
+            ),
+            webhook_url=webhook,
+            webhook_secret=secret,
+            smtp_host=env.get("NOTIFICATION_SMTP_HOST") or None,
+            smtp_port=env_int(env, "NOTIFICATION_SMTP_PORT", 25, 1, 65535),
+            smtp_sender=env.get("NOTIFICATION_SMTP_SENDER", "careplan@localhost"),
+            email_address_template=env.get("NOTIFICATION_EMAIL_ADDRESS_TEMPLATE") or None,
+            worker=env_choice(env, "NOTIFICATION_WORKER", "on", ("on", "off")) == "on",
+            log_level=env.get("LOG_LEVEL", "INFO"),
+        )

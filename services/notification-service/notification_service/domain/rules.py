@@ -1,0 +1,172 @@
+"""The rules: which prompts a plan needs at a moment in time.
+
+Each rule is a small function of the plan's view and ``now``; it returns the prompts that
+should be open. The application compares that with what is stored: missing prompts are
+created (once: a prompt's key is never created twice), prompts no longer needed are resolved
+by themselves (the plan shows it was dealt with). Seeds 003 and 004 are why: plans must be
+evaluated regularly, and a young person who does not come must be followed up as agreed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta
+from typing import Any, Callable
+from zoneinfo import ZoneInfo
+
+from notification_service.domain.view import PlanView
+
+
+@dataclass(frozen=True)
+class Settings:
+    evaluation_grace: timedelta = timedelta(days=14)  # due -> overdue (escalated)
+    evaluation_interval: timedelta = timedelta(days=180)  # no evaluation this long -> suggest one
+    written_information_after: timedelta = timedelta(days=7)  # oral only -> in writing by then
+    consent_warning: timedelta = timedelta(days=14)  # consent expiring within this -> prompt
+    no_show_grace: timedelta = timedelta(hours=0)  # after the due time -> escalate
+    timezone: str = "Europe/Oslo"  # "the same day" is the coordinator's day
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+@dataclass(frozen=True)
+class PromptSpec:
+    rule: str  # also the reason category shown to the coordinator
+    subject: str  # what in the plan it is about; (plan, rule, subject) is the prompt's key
+    due_at: datetime
+    escalate_at: datetime | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+Rule = Callable[[PlanView, datetime, Settings], list[PromptSpec]]
+
+
+def _day_start(moment: datetime, s: Settings) -> datetime:
+    local = moment.astimezone(s.tz)
+    return datetime.combine(local.date(), time.min, tzinfo=s.tz)
+
+
+def _day_end(moment: datetime, s: Settings) -> datetime:
+    return _day_start(moment, s) + timedelta(days=1) - timedelta(microseconds=1)
+
+
+def evaluation_due(view: PlanView, now: datetime, s: Settings) -> list[PromptSpec]:
+    """A scheduled evaluation is due on its day; overdue (escalated) after the grace period."""
+    return [
+        PromptSpec("evaluation_due", evaluation_id, e["scheduled_for"],
+                   escalate_at=e["scheduled_for"] + s.evaluation_grace,
+                   details={"evaluation_id": evaluation_id})
+        for evaluation_id, e in sorted(view.evaluations.items())
+        if e["held_at"] is None and now >= _day_start(e["scheduled_for"], s)
+    ]
+
+
+def evaluation_suggested(view: PlanView, now: datetime, s: Settings) -> list[PromptSpec]:
+    """No evaluation held (or scheduled) for the interval: suggest one."""
+    if any(e["held_at"] is None for e in view.evaluations.values()) or view.opened_at is None:
+        return []
+    anchor = view.last_evaluation_at or view.opened_at
+    due = anchor + s.evaluation_interval
+    if now < due:
+        return []
+    return [PromptSpec("evaluation_suggested", f"since {anchor.date().isoformat()}", due,
+                       details={"last_evaluation": view.last_evaluation_at.date().isoformat()
+                                if view.last_evaluation_at else None})]
+
+
+def triangle_meeting_suggested(view: PlanView, now: datetime, s: Settings) -> list[PromptSpec]:
+    """15-25, both service levels take part, and no triangle meeting is scheduled (or held; a
+    missed one is the no-show follow-up's business)."""
+    ages = view.age_on(now.astimezone(s.tz).date())
+    if ages is None or ages[1] < 15 or ages[0] > 25:
+        return []
+    if view.both_levels_since is None:
+        return []
+    if any(m["status"] in ("scheduled", "held", "missed") for m in view.meetings.values()):
+        return []
+    return [PromptSpec("triangle_meeting_suggested", "plan", view.both_levels_since)]
+
+
+def no_show_follow_up(view: PlanView, now: datetime, s: Settings) -> list[PromptSpec]:
+    """A missed triangle meeting: follow up the same day with the strategy agreed in advance."""
+    prompts = []
+    for meeting_id, m in sorted(view.meetings.items()):
+        if m["status"] != "missed":
+            continue
+        due = _day_end(m["missed_at"], s)
+        prompts.append(PromptSpec(
+            "no_show_follow_up", f"{meeting_id}#{m['times_missed']}", due,
+            escalate_at=due + s.no_show_grace,
+            details={"meeting_id": meeting_id, "no_show_strategy": m["no_show_strategy"],
+                     "place": m["place"], "transport": m["transport"], "companion": m["companion"],
+                     "times_missed": m["times_missed"]}))
+    return prompts
+
+
+def written_information_due(view: PlanView, now: datetime, s: Settings) -> list[PromptSpec]:
+    """Information given only orally should also be given in writing (seed 004)."""
+    prompts = []
+    for information_id, info in sorted(view.information.items()):
+        if info["form"] != "oral":
+            continue
+        written_later = any(
+            other["topic"] == info["topic"] and other["form"] in ("written", "both")
+            and other["given_at"] >= info["given_at"]
+            for other in view.information.values())
+        if not written_later:
+            prompts.append(PromptSpec("written_information_due", information_id,
+                                      info["given_at"] + s.written_information_after,
+                                      details={"information_id": information_id, "topic": info["topic"]}))
+    return prompts
+
+
+def consent_expiring(view: PlanView, now: datetime, s: Settings) -> list[PromptSpec]:
+    """A relative's consent that ends within the warning period: renew it with the patient, or not."""
+    prompts = []
+    for relative_id, c in sorted(view.consents.items()):
+        until = c["valid_until"]
+        if c["withdrawn"] or until is None:
+            continue
+        if until - s.consent_warning <= now < until:
+            prompts.append(PromptSpec("consent_expiring", f"{relative_id}@{until.isoformat()}", until,
+                                      details={"relative_id": relative_id}))
+    return prompts
+
+
+RULES: tuple[Rule, ...] = (
+    evaluation_due, evaluation_suggested, triangle_meeting_suggested, no_show_follow_up,
+    written_information_due, consent_expiring,
+)
+
+
+def desired_prompts(view: PlanView, now: datetime, s: Settings) -> list[PromptSpec]:
+    """Every prompt the plan needs now. A closed plan needs none."""
+    if view.closed:
+        return []
+    return [prompt for rule in RULES for prompt in rule(view, now, s)]
+
+
+def next_check(view: PlanView, now: datetime, s: Settings) -> datetime | None:
+    """The earliest moment after ``now`` at which the rules' answer can change by time alone."""
+    if view.closed:
+        return None
+    moments: list[datetime] = []
+    for e in view.evaluations.values():
+        if e["held_at"] is None:
+            moments.append(_day_start(e["scheduled_for"], s))
+    if view.opened_at and not any(e["held_at"] is None for e in view.evaluations.values()):
+        moments.append((view.last_evaluation_at or view.opened_at) + s.evaluation_interval)
+    for c in view.consents.values():
+        if not c["withdrawn"] and c["valid_until"] is not None:
+            moments += [c["valid_until"] - s.consent_warning, c["valid_until"]]
+    if view.birth_date:  # turning 15 or 26 changes the triangle-meeting rule
+        for years in (15, 26):
+            try:
+                birthday = view.birth_date.replace(year=view.birth_date.year + years)
+            except ValueError:  # 29 February
+                birthday = view.birth_date.replace(year=view.birth_date.year + years, day=28)
+            moments.append(datetime.combine(birthday, time.min, tzinfo=s.tz))
+    future = [m for m in moments if m > now]
+    return min(future) if future else None

@@ -1,0 +1,1 @@
+"""Entry points: the Flask app factory, the server, the worker, the command line."""

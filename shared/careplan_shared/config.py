@@ -1,0 +1,29 @@
+"""Reading typed settings from the environment, with errors that name the variable."""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def env_int(env: Mapping[str, str], name: str, default: int, low: int = 0, high: int = 2**31) -> int:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def env_choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = env.get(name) or default
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
