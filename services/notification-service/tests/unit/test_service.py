@@ -146,7 +146,8 @@ def test_an_event_out_of_order_is_dead_lettered(service, stream):
     s = stream()
     feed(service, s.wire("PlanOpened", service_level="municipal", age_band="18-25", birth_date=None))
     s.wire("GoalAchieved", goal_id="g1")  # version 2 lost
-    outcome = service.handle("feed", 0, 99, s.wire("GoalAchieved", goal_id="g1"))
+    late = s.wire("GoalAchieved", goal_id="g1")
+    outcome = service.handle("feed", 0, late["position"], late)
     assert outcome.status == "dead_letter"
     assert service.dead_letters()[0]["reason"].startswith("unprocessable")
 
