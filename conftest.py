@@ -18,20 +18,35 @@ def data_dir(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.fixture
-def start_plan_service(data_dir: Path, tmp_path: Path) -> Iterator:
-    """start_plan_service(**env) -> a running plan-service on a free port (SQLite by default)."""
+def _starter(command: str, port_variable: str, host_variable: str, data_dir: Path, tmp_path: Path):
     started: list[ServerProcess] = []
 
     def start(port: int | None = None, **extra_env: str) -> ServerProcess:
         port = port or free_port()
-        env = {**os.environ, "CAREPLAN_DATA_DIR": str(data_dir), "PLAN_SERVICE_PORT": str(port),
-               "PLAN_SERVICE_HOST": "127.0.0.1", **extra_env}
-        server = ServerProcess([str(BIN / "plan-service"), "serve"], env,
-                               f"http://127.0.0.1:{port}", tmp_path / f"plan-service-{port}.log")
+        env = {**os.environ, "CAREPLAN_DATA_DIR": str(data_dir), port_variable: str(port),
+               host_variable: "127.0.0.1", **extra_env}
+        server = ServerProcess([str(BIN / command), "serve"], env, f"http://127.0.0.1:{port}",
+                               tmp_path / f"{command}-{port}.log")
         started.append(server)
         return server.start()
 
+    return start, started
+
+
+@pytest.fixture
+def start_plan_service(data_dir: Path, tmp_path: Path) -> Iterator:
+    """start_plan_service(**env) -> a running plan-service on a free port (SQLite by default)."""
+    start, started = _starter("plan-service", "PLAN_SERVICE_PORT", "PLAN_SERVICE_HOST", data_dir, tmp_path)
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def start_notification_service(data_dir: Path, tmp_path: Path) -> Iterator:
+    """start_notification_service(**env) -> a running notification-service on a free port."""
+    start, started = _starter("notification-service", "NOTIFICATION_SERVICE_PORT", "NOTIFICATION_SERVICE_HOST",
+                              data_dir, tmp_path)
     yield start
     for server in started:
         server.stop()

@@ -98,8 +98,9 @@ def bootstrap(config: Config, *, clock: Clock | None = None, with_workers: bool 
     notifications = Notifications(make_store(config), config.rules, clock, config.channels)
     services = Services(config, notifications, DevTokenVerifier(key))
     if with_workers if with_workers is not None else config.worker:
-        from notification_service.application.dispatcher import Dispatcher
-
         services.consumer = Consumer(make_source(config, key), notifications)
-        services.dispatcher = Dispatcher(notifications, make_channels(config), config.public_url)
+        if config.channels:  # the inbox needs no dispatcher; webhook and e-mail do
+            from notification_service.application.dispatcher import Dispatcher
+
+            services.dispatcher = Dispatcher(notifications, make_channels(config), config.public_url)
     return services
