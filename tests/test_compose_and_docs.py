@@ -8,6 +8,8 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from notification_service.config import VARIABLES as NOTIFICATION_VARIABLES
+from notification_service.config import Config as NotificationConfig
 from plan_service.config import VARIABLES, Config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -19,8 +21,8 @@ def compose() -> dict:
 
 def test_compose_parses_and_has_the_services():
     services = compose()["services"]
-    assert {"postgres", "kafka", "plan-service"} <= set(services)
-    for name in ("postgres", "kafka", "plan-service"):
+    assert {"postgres", "kafka", "plan-service", "notification-service"} <= set(services)
+    for name in ("postgres", "kafka", "plan-service", "notification-service"):
         assert "healthcheck" in services[name], name
 
 
@@ -38,6 +40,17 @@ def test_plan_service_variables_are_the_ones_the_code_reads():
     url = urlsplit(env["PLAN_SERVICE_DATABASE_URL"])
     assert (url.username, url.password, url.path.strip("/"), url.hostname) == (
         db["POSTGRES_USER"], db["POSTGRES_PASSWORD"], db["POSTGRES_DB"], "postgres")
+
+
+def test_notification_service_variables_are_the_ones_the_code_reads():
+    services = compose()["services"]
+    env = {k: str(v) for k, v in services["notification-service"]["environment"].items()}
+    assert set(env) <= set(NOTIFICATION_VARIABLES)
+    config = NotificationConfig.from_env(env)
+    assert (config.transport, config.persistence, config.port) == ("kafka", "postgres", NotificationConfig().port)
+    assert services["notification-service"]["ports"] == [f"127.0.0.1:{config.port}:{config.port}"]
+    assert config.kafka_topic == services["plan-service"]["environment"]["KAFKA_TOPIC"]
+    assert config.plan_service_url == f"http://plan-service:{Config().port}"
 
 
 def test_kafka_matches_infra_and_code():
@@ -62,5 +75,6 @@ def test_readme_documents_every_variable_and_only_real_ones():
     table = table[: table.index("\n## ", 3)]
     first_cells = [line.split("|")[1] for line in table.splitlines() if line.startswith("| `")]
     documented = {name for cell in first_cells for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", cell)}
-    assert documented - set(VARIABLES) == set(), "README documents variables the code does not read"
-    assert set(VARIABLES) - documented == set(), "README misses variables"
+    read = set(VARIABLES) | set(NOTIFICATION_VARIABLES)
+    assert documented - read == set(), "README documents variables the code does not read"
+    assert read - documented == set(), "README misses variables"
