@@ -81,7 +81,7 @@ SIGNATURE_PREFIX = "sha256="
 
 def sign(secret: bytes, timestamp: str, body: bytes) -> str:
     """The X-Careplan-Signature value: HMAC-SHA256 over b"<timestamp>." + body."""
-    digest = hmac.new(secret, f"{timestamp}.".encode("ascii") + body, hashlib.sha256).hexdigest()
+    digest = hmac.new(secret, f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
     return SIGNATURE_PREFIX + digest
 
 
@@ -288,6 +288,7 @@ class SmtpChannel:
 
     def _deliver(self, mail: EmailMessage, address: str) -> None:
         smtp: smtplib.SMTP | None = None
+        talking = False  # the server still answers: say QUIT, rather than just hang up
         try:
             smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
             if self.starttls:
@@ -295,7 +296,10 @@ class SmtpChannel:
             if self.username:
                 smtp.login(self.username, self._password or "")
             smtp.send_message(mail, from_addr=self.sender, to_addrs=[address])
+            talking = True
         except Exception as e:  # noqa: BLE001 - classified below; anything else is a bug: re-raised
+            talking = isinstance(e, (smtplib.SMTPRecipientsRefused, smtplib.SMTPResponseException)) \
+                and not isinstance(e, smtplib.SMTPConnectError)
             error = _smtp_error(e)
             if error is None:
                 raise
@@ -303,10 +307,12 @@ class SmtpChannel:
             raise error from None
         finally:
             if smtp is not None:
-                try:  # the mail was accepted (or refused) already: a failed QUIT changes nothing
-                    smtp.quit()
-                except (smtplib.SMTPException, OSError):
-                    smtp.close()
+                if talking:
+                    try:  # the mail was accepted (or refused) already: a failed QUIT changes nothing
+                        smtp.quit()
+                    except (smtplib.SMTPException, OSError):
+                        pass
+                smtp.close()
         log.debug("email delivered")
 
 

@@ -43,9 +43,8 @@ class Consumer:
 
     def step(self) -> int:
         records = self.source.fetch(lambda: self.notifications.positions(self.source.name))
-        for record in records:
-            self.notifications.handle(self.source.name, record.part, record.position, record.raw)
         if records:
+            self.notifications.handle_batch(self.source.name, records)
             self.source.processed(records)
         self.handled += len(records)
         return len(records)

@@ -6,7 +6,7 @@ It never reads plan-service's database. Events arrive in order per plan; one who
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
@@ -44,7 +44,7 @@ class PlanView:
     # -- persistence as JSON ------------------------------------------------------------
 
     def to_json(self) -> dict[str, Any]:
-        return _encode(asdict(self))
+        return _encode(self.__dict__)  # _encode builds new containers: no copy needed first
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> PlanView:

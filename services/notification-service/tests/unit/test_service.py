@@ -186,3 +186,41 @@ def test_inbox_is_sorted_by_due_time(service, stream, clock):
                                                  scheduled_for=clock.now() - days * DAY))
     dues = [p.due_at for p in service.inbox("k1")]
     assert dues == sorted(dues) and len(dues) == 3
+
+
+def test_a_batch_has_the_same_effect_as_one_by_one(tmp_path, stream, clock):
+    from notification_service.application.consumer import Record
+
+    s = stream()
+    events = young_plan(s) + [s.wire("TriangleMeetingScheduled", meeting_id="m1", scheduled_for=clock.now(),
+                                     place="x", transport=None, companion=None, no_show_strategy="Ring"),
+                              s.wire("TriangleMeetingMissed", meeting_id="m1")]
+    records = [Record(0, e["position"], e) for e in events]
+    one = Notifications(SQLiteStore(tmp_path / "one.sqlite"), Settings(), clock)
+    many = Notifications(SQLiteStore(tmp_path / "many.sqlite"), Settings(), clock)
+    for r in records:
+        one.handle("feed", r.part, r.position, r.raw)
+    many.handle_batch("feed", records[:2])
+    many.handle_batch("feed", records)  # overlapping redelivery
+    strip = lambda ps: [(p.rule, p.subject, p.status) for p in ps]  # noqa: E731
+    assert strip(one.inbox("k1", "all")) == strip(many.inbox("k1", "all"))
+    assert many.positions("feed") == {0: events[-1]["position"]}
+
+
+def test_a_bug_while_processing_dead_letters_only_that_event(service, stream, monkeypatch):
+    from notification_service.application.consumer import Record
+    from notification_service.domain import view as view_module
+
+    s = stream()
+    events = young_plan(s)
+    real = view_module._HANDLERS["CoordinatorAssigned"]
+
+    def broken(*args):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setitem(view_module._HANDLERS, "CoordinatorAssigned", broken)
+    outcomes = service.handle_batch("feed", [Record(0, e["position"], e) for e in events])
+    assert [o.status for o in outcomes] == ["processed", "dead_letter", "dead_letter"]
+    monkeypatch.setitem(view_module._HANDLERS, "CoordinatorAssigned", real)
+    assert service.dead_letters()[0]["reason"] == "error: RuntimeError"
+    assert service.positions("feed") == {0: events[-1]["position"]}
