@@ -71,7 +71,7 @@ class Stack:
 
 
 @pytest.fixture(params=["feed", "kafka"])
-def stack(request, start_plan_service, start_notification_service, data_dir) -> Stack:
+def stack(request, start_plan_service, start_notification_service, data_dir):
     if request.param == "feed":
         plan = start_plan_service()
         env = {"PLAN_SERVICE_URL": plan.url, "NOTIFICATION_TRANSPORT": "feed", "NOTIFICATION_TICK_SECONDS": "1"}
@@ -87,8 +87,12 @@ def stack(request, start_plan_service, start_notification_service, data_dir) -> 
                "PLAN_SERVICE_URL": plan.url}
         kafka = (bootstrap, topic)
     notifications = start_notification_service(**env)
-    return Stack(plan.url, notifications, data_dir, request.param,
-                 lambda: start_notification_service(**env), kafka)
+    stack = Stack(plan.url, notifications, data_dir, request.param,
+                  lambda: start_notification_service(**env), kafka)
+    yield stack
+    # stop the servers here, before the database schema and the topic go away
+    stack.notifications.stop()
+    plan.stop()
 
 
 def meeting(meeting_id: str = "m1") -> dict[str, Any]:

@@ -74,6 +74,9 @@ class KafkaSource:
             enable_auto_commit=False,  # the truth is the position stored with the prompts
             auto_offset_reset="earliest",
             fetch_max_wait_ms=50,
+            # a member that died is replaced within seconds, not the broker default's 45 s
+            session_timeout_ms=10000,
+            heartbeat_interval_ms=1000,
             max_poll_records=500,
         )
         self._consumer = consumer

@@ -67,21 +67,20 @@ class Relay:
     def run(self, stop: threading.Event) -> None:
         backoff = 0.1
         while not stop.is_set():
-            if not self.is_leader:
-                self.is_leader = self.positions.acquire_leadership(timeout=1.0)
-                if not self.is_leader:
-                    stop.wait(1.0)
-                    continue
-                self.position = self.positions.load()
-                log.info("relay is leader", extra={"position": self.position})
             try:
+                if not self.is_leader:
+                    self.is_leader = self.positions.acquire_leadership(timeout=1.0)
+                    if not self.is_leader:
+                        stop.wait(1.0)
+                        continue
+                    self.position = self.positions.load()
+                    log.info("relay is leader", extra={"position": self.position})
                 sent = self.step()
             except Exception as e:  # noqa: BLE001 - broker or store trouble: back off, retry
                 self.last_error = type(e).__name__
                 log.warning("relay step failed; retrying", extra={"error_type": self.last_error})
                 # Give up leadership too: its connection may be what broke.
-                self.positions.release_leadership()
-                self.is_leader = False
+                self._release()
                 stop.wait(backoff)
                 backoff = min(backoff * 2, self.max_backoff)
                 continue
@@ -90,8 +89,15 @@ class Relay:
             if sent < self.batch_size:
                 self.wakeup.wait(self.poll_interval)
                 self.wakeup.clear()
-        self.positions.release_leadership()
+        self._release()
         self.publisher.close()
+
+    def _release(self) -> None:
+        self.is_leader = False
+        try:
+            self.positions.release_leadership()
+        except Exception:  # noqa: BLE001 - the connection is gone already: so is the lock
+            pass
 
     def start_thread(self) -> tuple[threading.Thread, threading.Event]:
         stop = threading.Event()

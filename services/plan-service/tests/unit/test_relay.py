@@ -1,0 +1,83 @@
+"""The relay loop with an in-memory store and publisher: order, position after ack, recovery."""
+
+from __future__ import annotations
+
+import threading
+
+from plan_service.adapters.positions import MemoryPositions
+from plan_service.application.plans import PlanApplication
+from plan_service.application.relay import Relay, wait_for
+
+ACTOR = {"role": "clinician", "id": "c1"}
+
+
+class Broker:
+    def __init__(self, fail_times: int = 0):
+        self.fail_times = fail_times
+        self.messages: list = []
+
+    def publish(self, events) -> None:
+        if self.fail_times:
+            self.fail_times -= 1
+            raise ConnectionError("broker down")
+        self.messages += events
+
+    def close(self) -> None:
+        pass
+
+
+class FlakyPositions(MemoryPositions):
+    def __init__(self, fail_loads: int):
+        super().__init__()
+        self.fail_loads = fail_loads
+
+    def load(self) -> int:
+        if self.fail_loads:
+            self.fail_loads -= 1
+            raise OSError("database restarting")
+        return super().load()
+
+
+def app_with_events(n: int) -> PlanApplication:
+    app = PlanApplication({"PERSISTENCE_MODULE": "eventsourcing.popo"})
+    plan_id = app.open_plan(patient_id="pat-synth-1", service_level="municipal", age_band="18-25",
+                            actor=ACTOR).plan_id
+    for i in range(n - 1):
+        app.record(plan_id, [("WhatMattersRecorded", {"text": f"{i}", "language": "nb"})], actor=ACTOR)
+    return app
+
+
+def test_position_is_recorded_only_after_the_broker_acknowledged():
+    app, broker, positions = app_with_events(5), Broker(fail_times=1), MemoryPositions()
+    relay = Relay(app, broker, positions, batch_size=3)
+    try:
+        relay.step()
+    except ConnectionError:
+        pass
+    assert positions.load() == 0 and broker.messages == []
+    assert relay.step() == 3 and positions.load() == 3
+    assert relay.step() == 2 and relay.step() == 0
+    assert [e.plan_version for e in broker.messages] == [1, 2, 3, 4, 5]
+
+
+def test_the_loop_survives_store_and_broker_trouble_and_resumes():
+    app, broker = app_with_events(20), Broker(fail_times=3)
+    relay = Relay(app, broker, FlakyPositions(fail_loads=2), batch_size=7, max_backoff=0.05)
+    thread, stop = relay.start_thread()
+    try:
+        assert wait_for(lambda: len(broker.messages) == 20, timeout=10)
+    finally:
+        stop.set()
+        thread.join(5)
+    assert [e.plan_version for e in broker.messages] == list(range(1, 21))
+    assert relay.status()["last_error"] is None
+
+
+def test_only_one_relay_leads():
+    positions = MemoryPositions()
+    assert positions.acquire_leadership(0.01)
+    second = threading.Thread(target=lambda: results.append(positions.acquire_leadership(0.05)))
+    results: list[bool] = []
+    second.start()
+    second.join()
+    assert results == [False]
