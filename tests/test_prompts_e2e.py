@@ -152,3 +152,30 @@ def test_a_poison_message_is_dead_lettered_and_the_next_event_processed(stack):
     stack.wait_for(lambda items: any(i["reason"] == "no_show_follow_up" for i in items))
     ready = requests.get(f"{stack.notifications.url}/readyz", timeout=10).json()
     assert ready["checks"]["dead_letters"] == 2
+
+
+def test_the_coordinator_is_told_by_webhook_signed_and_without_plan_content(start_plan_service,
+                                                                           start_notification_service, data_dir):
+    from careplan_testing import WebhookReceiver
+
+    from notification_service.adapters.channels import verify_signature
+
+    receiver = WebhookReceiver()
+    try:
+        plan = start_plan_service()
+        notifications = start_notification_service(
+            PLAN_SERVICE_URL=plan.url, NOTIFICATION_WEBHOOK_URL=receiver.url,
+            NOTIFICATION_WEBHOOK_SECRET="e2e-secret", NOTIFICATION_PUBLIC_URL="https://inbox.example")
+        stack = Stack(plan.url, notifications, data_dir, "feed", None)
+        plan_id = stack.open_plan()
+        stack.post(plan_id, [meeting(), {"type": "TriangleMeetingMissed", "meeting_id": "m1"}])
+        deadline = time.monotonic() + 30
+        while not any(b"no_show_follow_up" in body for _, body in receiver.received):
+            assert time.monotonic() < deadline, notifications.logs()[-2000:]
+            time.sleep(0.1)
+        headers, body = next((h, b) for h, b in receiver.received if b"no_show_follow_up" in b)
+        assert verify_signature(b"e2e-secret", headers["X-Careplan-Timestamp"], body, headers["X-Careplan-Signature"])
+        assert body.decode().count("https://inbox.example/v1/prompts/") == 1
+        assert "Kafeen" not in body.decode() and "hjemmebesøk" not in body.decode()
+    finally:
+        receiver.close()

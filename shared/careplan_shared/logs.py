@@ -18,7 +18,7 @@ from flask import Flask, g, request
 SAFE_KEYS = (
     "service", "request_id", "method", "route", "status", "duration_ms", "role",
     "error_type", "plan_version", "events", "batch_size", "position", "reason",
-    "port", "url", "count",
+    "port", "url", "count", "channel",
 )
 
 

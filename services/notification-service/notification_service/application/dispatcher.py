@@ -56,7 +56,7 @@ class Dispatcher:
                         next_attempt = now + timedelta(seconds=wait)
                     else:
                         status = "failed"
-                    log.warning("delivery failed", extra={"reason": delivery["channel"], "count": attempts})
+                    log.warning("delivery failed", extra={"channel": delivery["channel"], "count": attempts})
             with store.transaction() as tx:
                 tx.delivery_done(delivery["id"], status, attempts, error, next_attempt)
         return len(due)

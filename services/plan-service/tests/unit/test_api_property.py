@@ -233,44 +233,49 @@ def invalid_event(draw: st.DrawFn) -> Any:
 
 
 def fitting(plan: IndividualPlan) -> list[tuple[str, dict[str, Any]]]:
-    """(type, ids) of events whose ids suit the plan as it is (other fields may still not)."""
-    fit: list[tuple[str, dict[str, Any]]] = [("CoordinatorAssigned", {}), ("WhatMattersRecorded", {})]
-    for goal_id in POOLS["goal_id"]:
-        goal = plan.goals.get(goal_id)
-        if goal is None:
-            fit.append(("GoalSet", {"goal_id": goal_id}))
-        elif goal.status == "active":
-            fit += [(t, {"goal_id": goal_id}) for t in ("GoalRevised", "GoalRevised", "GoalAchieved",
-                                                        "GoalAbandoned")]
-    fit += [("InformationGiven", {"information_id": i}) for i in POOLS["information_id"]
-            if i not in plan.information]
+    """(type, ids) of events whose ids suit the plan as it is (other fields may still not).
+
+    Events that move something along come first: the generator leans to the first choices.
+    """
+    moves: list[tuple[str, dict[str, Any]]] = []
+    starts: list[tuple[str, dict[str, Any]]] = []
+    for meeting_id in POOLS["meeting_id"]:
+        meeting = plan.triangle_meetings.get(meeting_id)
+        if meeting is not None and meeting.status == "scheduled":
+            moves += [("TriangleMeetingMissed", {"meeting_id": meeting_id}),
+                      ("TriangleMeetingHeld", {"meeting_id": meeting_id})]
+        if meeting is not None and meeting.status in ("requested", "missed"):
+            moves.append(("TriangleMeetingScheduled", {"meeting_id": meeting_id}))
+        if meeting is None:
+            starts += [("TriangleMeetingRequested", {"meeting_id": meeting_id}),
+                       ("TriangleMeetingScheduled", {"meeting_id": meeting_id})]
+    for evaluation_id in POOLS["evaluation_id"]:
+        evaluation = plan.evaluations.get(evaluation_id)
+        if evaluation is None:
+            starts.append(("EvaluationScheduled", {"evaluation_id": evaluation_id}))
+        elif evaluation.status == "scheduled":
+            moves += [("EvaluationHeld", {"evaluation_id": evaluation_id}),
+                      ("EvaluationScheduled", {"evaluation_id": evaluation_id})]
+    moves += [("RelativeConsentWithdrawn", {"relative_id": r}) for r, c in plan.consents.items()
+              if c.withdrawn_at is None]
     for participant_id in POOLS["participant_id"]:
         participant = plan.participants.get(participant_id)
         if participant is None:
             kind = "relative" if participant_id == "p1" else "professional"
-            fit.append(("ParticipantAdded", {"participant_id": participant_id, "kind": kind}))
+            starts.append(("ParticipantAdded", {"participant_id": participant_id, "kind": kind}))
         else:
-            fit.append(("ParticipantRemoved", {"participant_id": participant_id}))
             if participant.kind == "relative":
-                fit.append(("RelativeConsentGiven", {"relative_id": participant_id}))
-    fit += [("RelativeConsentWithdrawn", {"relative_id": r}) for r, c in plan.consents.items()
-            if c.withdrawn_at is None]
-    for evaluation_id in POOLS["evaluation_id"]:
-        evaluation = plan.evaluations.get(evaluation_id)
-        if evaluation is None or evaluation.status == "scheduled":
-            fit.append(("EvaluationScheduled", {"evaluation_id": evaluation_id}))
-        if evaluation is not None and evaluation.status == "scheduled":
-            fit.append(("EvaluationHeld", {"evaluation_id": evaluation_id}))
-    for meeting_id in POOLS["meeting_id"]:
-        meeting = plan.triangle_meetings.get(meeting_id)
-        if meeting is None:
-            fit.append(("TriangleMeetingRequested", {"meeting_id": meeting_id}))
-        if meeting is None or meeting.status != "held":
-            fit.append(("TriangleMeetingScheduled", {"meeting_id": meeting_id}))
-        if meeting is not None and meeting.status == "scheduled":
-            fit += [("TriangleMeetingHeld", {"meeting_id": meeting_id}),
-                    ("TriangleMeetingMissed", {"meeting_id": meeting_id})]
-    return fit
+                moves.append(("RelativeConsentGiven", {"relative_id": participant_id}))
+            moves.append(("ParticipantRemoved", {"participant_id": participant_id}))
+    for goal_id in POOLS["goal_id"]:
+        goal = plan.goals.get(goal_id)
+        if goal is None:
+            starts.append(("GoalSet", {"goal_id": goal_id}))
+        elif goal.status == "active":
+            moves += [(t, {"goal_id": goal_id}) for t in ("GoalRevised", "GoalAchieved", "GoalAbandoned")]
+    starts += [("InformationGiven", {"information_id": i}) for i in POOLS["information_id"]
+               if i not in plan.information]
+    return moves + starts + [("WhatMattersRecorded", {}), ("CoordinatorAssigned", {})]
 
 
 # Lists that fit together on a plan without their ids: several events accepted at once, and
@@ -306,7 +311,9 @@ class Body:
 
 @st.composite
 def request_body(draw: st.DrawFn, plan: IndividualPlan) -> Body:
-    shape = draw(st.sampled_from(["single"] * 7 + ["list"] * 5 + ["recipe"] * 2 + ["odd"]))
+    shape = draw(st.sampled_from(["single"] * 12 + ["list"] * 12 + ["recipe"] * 6 + ["odd"] * 2 + ["close"]))
+    if shape == "close":  # after this, the plan takes nothing more
+        return Body(json.dumps(draw(valid_event("PlanClosed"))).encode(), valid=True)
     if shape == "recipe":
         recipe = draw(st.sampled_from(RECIPES))
         items = [draw(valid_event(type_, **fixed)) for type_, fixed in recipe]
