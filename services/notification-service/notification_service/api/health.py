@@ -1,39 +1,28 @@
-"""Liveness and readiness."""
+"""Readiness of notification-service: its store, and the event source it consumes."""
 
 from __future__ import annotations
 
-import logging
+from typing import Any
 
-from flask import Blueprint, current_app
+from flask import current_app
 
-from careplan_shared.problem import problem
-
-blp = Blueprint("health", __name__)
-log = logging.getLogger("careplan.health")
+from careplan_shared.health import blueprint, probe
 
 
-@blp.get("/healthz")
-def healthz():
-    return {"status": "ok"}
-
-
-@blp.get("/readyz")
-def readyz():
+def readiness() -> dict[str, Any]:
     services = current_app.extensions["careplan"]
-    checks: dict[str, object] = {}
-    try:
+
+    def counts() -> dict[str, int]:
         with services.notifications.store.transaction() as tx:
-            checks["prompts"] = tx.count_prompts()
-            checks["dead_letters"] = len(tx.dead_letters(1000))
-        checks["store"] = "ok"
-    except Exception as e:  # noqa: BLE001
-        log.warning("store not reachable", extra={"error_type": type(e).__name__})
-        return problem(503, "Service Unavailable", "the prompt store is not reachable",
-                       checks={"store": "unreachable"})
+            return {"prompts": tx.count_prompts(), "dead_letters": len(tx.dead_letters(1000))}
+
+    result = probe("store", counts)
+    checks: dict[str, Any] = {"store": "unreachable"} if result == "unreachable" else {"store": "ok", **result}
     if services.consumer is not None:
         status = services.consumer.status()
         checks["consumer"] = status
-        if status["last_error"]:
-            return problem(503, "Service Unavailable", f"the {status['source']} source is not reachable",
-                           checks=checks)
-    return {"status": "ready", "checks": checks}
+        checks["source"] = "unreachable" if status["last_error"] else "ok"
+    return checks
+
+
+blp = blueprint(readiness)
