@@ -22,13 +22,20 @@ def _starter(command: str, port_variable: str, host_variable: str, data_dir: Pat
     started: list[ServerProcess] = []
 
     def start(port: int | None = None, **extra_env: str) -> ServerProcess:
-        port = port or free_port()
-        env = {**os.environ, "CAREPLAN_DATA_DIR": str(data_dir), port_variable: str(port),
-               host_variable: "127.0.0.1", **extra_env}
-        server = ServerProcess([str(BIN / command), "serve"], env, f"http://127.0.0.1:{port}",
-                               tmp_path / f"{command}-{port}.log")
-        started.append(server)
-        return server.start()
+        for attempt in range(3):
+            chosen = port or free_port()
+            env = {**os.environ, "CAREPLAN_DATA_DIR": str(data_dir), port_variable: str(chosen),
+                   host_variable: "127.0.0.1", **extra_env}
+            server = ServerProcess([str(BIN / command), "serve"], env, f"http://127.0.0.1:{chosen}",
+                                   tmp_path / f"{command}-{chosen}.log")
+            started.append(server)
+            try:
+                return server.start()
+            except RuntimeError as e:
+                # A free port can be taken (e.g. by an outgoing connection) before we bind it.
+                if port or "already in use" not in str(e) or attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     return start, started
 

@@ -43,6 +43,9 @@ class ServerProcess:
                 raise RuntimeError(f"{self.command} exited: {self.log_path.read_text()[-2000:]}")
             try:
                 if requests.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    time.sleep(0.2)
+                    if self.proc.poll() is not None:  # someone else answered on our port
+                        raise RuntimeError(f"{self.command} exited: {self.log_path.read_text()[-2000:]}")
                     return self
             except requests.ConnectionError:
                 pass

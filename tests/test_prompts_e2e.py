@@ -65,8 +65,11 @@ class Stack:
             if predicate(items):
                 return items
             if time.monotonic() > deadline:
+                ready = {url: requests.get(f"{url}/readyz", timeout=10).text for url in
+                         (self.plan_url, self.notifications.url)}
+                logs = [line for line in self.notifications.logs().splitlines() if "careplan.http" not in line]
                 raise AssertionError(f"not in the inbox within {timeout}s: {[i['reason'] for i in items]}\n"
-                                     + self.notifications.logs()[-3000:])
+                                     f"{ready}\n" + "\n".join(logs[-30:]))
             time.sleep(0.05)
 
 

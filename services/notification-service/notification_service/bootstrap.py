@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from careplan_shared.auth import DevTokenVerifier, load_or_create_dev_key, mint_token
+from careplan_shared.oidc import verifier_from_env
 from notification_service.adapters.store import PostgresStore, SQLiteStore
 from notification_service.application.consumer import Consumer
 from notification_service.application.service import Clock, Notifications
@@ -17,7 +18,7 @@ from notification_service.config import Config
 class Services:
     config: Config
     notifications: Notifications
-    verifier: DevTokenVerifier
+    verifier: Any  # DevTokenVerifier, or production issuers' (careplan_shared.oidc)
     consumer: Consumer | None = None
     dispatcher: Any = None
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
@@ -96,7 +97,7 @@ def make_channels(config: Config) -> dict[str, Any]:
 def bootstrap(config: Config, *, clock: Clock | None = None, with_workers: bool | None = None) -> Services:
     key = load_or_create_dev_key(config.signing_key_file)
     notifications = Notifications(make_store(config), config.rules, clock, config.channels)
-    services = Services(config, notifications, DevTokenVerifier(key))
+    services = Services(config, notifications, verifier_from_env(config.oidc, DevTokenVerifier(key)))
     if with_workers if with_workers is not None else config.worker:
         services.consumer = Consumer(make_source(config, key), notifications)
         if config.channels:  # the inbox needs no dispatcher; webhook and e-mail do

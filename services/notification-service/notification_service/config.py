@@ -52,6 +52,7 @@ class Config:
     email_address_template: str | None = None
     worker: bool = True  # consume, tick and dispatch inside the service process
     log_level: str = "INFO"
+    oidc: dict[str, str] = field(default_factory=dict)  # OIDC_* settings: production token issuers
 
     @property
     def sqlite_file(self) -> Path:
@@ -118,4 +119,5 @@ class Config:
             email_address_template=env.get("NOTIFICATION_EMAIL_ADDRESS_TEMPLATE") or None,
             worker=env_choice(env, "NOTIFICATION_WORKER", "on", ("on", "off")) == "on",
             log_level=env.get("LOG_LEVEL", "INFO"),
+            oidc={k: v for k, v in env.items() if k.startswith("OIDC_")},
         )

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from careplan_shared.auth import DevTokenVerifier, load_or_create_dev_key
+from careplan_shared.oidc import verifier_from_env
 from plan_service.adapters.persistence import eventsourcing_env
 from plan_service.adapters.positions import (
     MemoryPositions,
@@ -24,7 +25,7 @@ from plan_service.domain.plan import IndividualPlan
 class Services:
     config: Config
     plans: PlanApplication
-    verifier: DevTokenVerifier
+    verifier: Any  # DevTokenVerifier, or production issuers' (careplan_shared.oidc)
     kafka_health: Any = None
     relay: Relay | None = None
     _relay_stop: threading.Event | None = field(default=None, repr=False)
@@ -62,7 +63,7 @@ def build_relay(config: Config, plans: PlanApplication) -> Relay:
 def bootstrap(config: Config, *, with_relay: bool | None = None) -> Services:
     plans = PlanApplication(eventsourcing_env(config), write_batch_max=config.write_batch_max)
     plans.snapshotting_intervals = {IndividualPlan: config.snapshot_interval}
-    verifier = DevTokenVerifier(load_or_create_dev_key(config.signing_key_file))
+    verifier = verifier_from_env(config.oidc, DevTokenVerifier(load_or_create_dev_key(config.signing_key_file)))
     services = Services(config, plans, verifier)
     if config.kafka_bootstrap_servers:
         from plan_service.adapters.kafka import KafkaHealth

@@ -65,6 +65,7 @@ class Config:
     workers: int = 1
     threads: int = 8
     log_level: str = "INFO"
+    oidc: dict[str, str] = field(default_factory=dict)  # OIDC_* settings: production token issuers
     kafka_bootstrap_servers: str | None = None
     kafka_topic: str = "careplan.plan-events.v1"
     relay: str = "off"
@@ -106,6 +107,7 @@ class Config:
             workers=_int(env, "PLAN_SERVICE_WORKERS", 1, 1, 64),
             threads=_int(env, "PLAN_SERVICE_THREADS", 8, 1, 256),
             log_level=env.get("LOG_LEVEL", "INFO"),
+            oidc={k: v for k, v in env.items() if k.startswith("OIDC_")},
             kafka_bootstrap_servers=kafka,
             kafka_topic=env.get("KAFKA_TOPIC", "careplan.plan-events.v1"),
             relay=relay,
