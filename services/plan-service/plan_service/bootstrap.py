@@ -26,6 +26,7 @@ class Services:
     config: Config
     plans: PlanApplication
     verifier: Any  # DevTokenVerifier, or production issuers' (careplan_shared.oidc)
+    access_log: Any = None
     kafka_health: Any = None
     relay: Relay | None = None
     _relay_stop: threading.Event | None = field(default=None, repr=False)
@@ -51,6 +52,17 @@ def positions_for(config: Config, relay_name: str):
     return MemoryPositions()
 
 
+def access_log_for(config: Config):
+    from plan_service.adapters import access_log
+
+    if config.persistence == "postgres":
+        return access_log.postgres_access_log(postgres_conninfo(config.postgres),
+                                              config.postgres.get("POSTGRES_SCHEMA", ""))
+    if config.persistence == "sqlite":
+        return access_log.sqlite_access_log(config.sqlite_file.with_name("access-log.sqlite"))
+    return access_log.MemoryAccessLog()
+
+
 def build_relay(config: Config, plans: PlanApplication) -> Relay:
     from plan_service.adapters.kafka import KafkaPublisher
 
@@ -64,7 +76,7 @@ def bootstrap(config: Config, *, with_relay: bool | None = None) -> Services:
     plans = PlanApplication(eventsourcing_env(config), write_batch_max=config.write_batch_max)
     plans.snapshotting_intervals = {IndividualPlan: config.snapshot_interval}
     verifier = verifier_from_env(config.oidc, DevTokenVerifier(load_or_create_dev_key(config.signing_key_file)))
-    services = Services(config, plans, verifier)
+    services = Services(config, plans, verifier, access_log=access_log_for(config))
     if config.kafka_bootstrap_servers:
         from plan_service.adapters.kafka import KafkaHealth
 

@@ -7,11 +7,12 @@ import uuid
 from typing import Any
 
 import orjson
-from flask import current_app, request, url_for
+from flask import current_app, g, make_response, request, url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 
 from plan_service.api import access, schemas
+from plan_service.api import views
 from plan_service.application import timeline as timeline_view
 from plan_service.application.idempotency import fingerprint
 from plan_service.application.plans import EventRejected, Idempotency, Outcome, PlanApplication
@@ -95,12 +96,15 @@ class Plans(MethodView):
 class Plan(MethodView):
     @access.requires("plan.read")
     @blp.arguments(schemas.PlanQuery, location="query", unknown=None)
-    @blp.response(200, schemas.PlanOut)
+    @blp.response(200, schemas.PlanOut, description="a relative gets only the sections their consent covers")
     @blp.doc(security=[{"bearer": []}])
     def get(self, args: dict[str, Any], plan_id: uuid.UUID):
-        """The plan as it stands now, or as it was recorded at `as_of`"""
-        plan = _plans().get_plan(plan_id, as_of=args["as_of"])
-        return plan, 200, {"ETag": f'"{plan.version}"'}
+        """The plan as it stands now, or as it was recorded at `as_of` (a relative: only the
+        sections their current consent covers)"""
+        plan = _plans().get_plan(plan_id, as_of=args["as_of"]) if args["as_of"] else g.plan
+        body = schemas.PlanOut(only=views.visible_fields(g.sections)).dump(plan)
+        # a Response passes flask-smorest's dumping untouched: the fields are already chosen
+        return make_response(body, 200, {"ETag": f'"{plan.version}"'})
 
 
 @blp.route("/<uuid:plan_id>/events")
@@ -124,6 +128,11 @@ class PlanEvents(MethodView):
         principal = access.authenticate()
         body = _json_body()
         items = schemas.load_events(body)
+        if principal.role == "patient":
+            refused = sorted({t for t, _ in items} - access.PATIENT_EVENT_TYPES)
+            if refused:
+                abort(403, message=f"a patient records {', '.join(sorted(access.PATIENT_EVENT_TYPES))} "
+                                   f"themselves; not {', '.join(refused)}")
         expected = _expected_version()
         try:
             outcome = _plans().record(plan_id, items, actor=principal.actor,
@@ -143,9 +152,27 @@ class Timeline(MethodView):
     @blp.doc(security=[{"bearer": []}])
     def get(self, args: dict[str, Any], plan_id: uuid.UUID):
         """What happened in the plan, newest first, one page at a time"""
-        events, next_before = _plans().timeline(plan_id, before=args["before"], limit=args["limit"])
+        events, next_before = _plans().timeline(plan_id, before=args["before"], limit=args["limit"],
+                                                section_filter=views.event_filter(g.sections))
         return {"plan_id": plan_id, "items": [timeline_view.entry(e) for e in events],
                 "next_before": next_before}
+
+
+@blp.route("/<uuid:plan_id>/access-log")
+class AccessLog(MethodView):
+    @access.requires("access_log.read")
+    @blp.arguments(schemas.TimelineQuery, location="query", unknown=None)
+    @blp.response(200, schemas.AccessLogPage)
+    @blp.doc(security=[{"bearer": []}])
+    def get(self, args: dict[str, Any], plan_id: uuid.UUID):
+        """Who read or changed this plan, when, in what role (newest first): for the patient
+        and the coordinator (pasientjournalloven § 18)"""
+        log = current_app.extensions["careplan"].access_log
+        rows = log.entries(str(plan_id), limit=args["limit"] + 1, before=args["before"])
+        more = len(rows) > args["limit"]
+        rows = rows[: args["limit"]]
+        return {"plan_id": plan_id, "items": [views.access_entry(i, e) for i, e in rows],
+                "next_before": rows[-1][0] if more and rows else None}
 
 
 def register_event_schemas(spec: Any) -> None:

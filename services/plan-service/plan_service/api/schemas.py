@@ -352,3 +352,21 @@ class FeedQuery(Schema):
 class FeedPage(Schema):
     items = fields.List(fields.Dict(), metadata={"description": "Integration events (shared envelope)"})
     last_position = fields.Integer(metadata={"description": "The log's newest position now"})
+
+
+class AccessEntryOut(Schema):
+    id = fields.Integer()
+    at = fields.String()
+    who = fields.String(metadata={"description": "in plain words, e.g. 'clinician clin-7 (through the EPR system epr-1)'"})
+    role = fields.String()
+    subject = fields.String()
+    on_behalf_of = fields.String(allow_none=True)
+    action = fields.String()
+    what = fields.String(metadata={"description": "in plain words, e.g. 'read your plan'"})
+    result = fields.String()
+
+
+class AccessLogPage(Schema):
+    plan_id = fields.UUID()
+    items = fields.List(fields.Nested(AccessEntryOut))
+    next_before = fields.Integer(allow_none=True)

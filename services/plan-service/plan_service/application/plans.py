@@ -180,23 +180,27 @@ class PlanApplication(Application):
             if before < 1:
                 raise PlanNotFound(plan_id)
 
-    def patient_of(self, plan_id: uuid.UUID) -> str:
-        """Whose plan this is, from its first event: cheap, for access checks."""
-        opened = next(iter(self.events.get(plan_id, lte=1, limit=1)), None)
-        if not isinstance(opened, IndividualPlan.PlanOpened):
-            raise PlanNotFound(plan_id)
-        return opened.patient_id
-
-    def timeline(self, plan_id: uuid.UUID, *, before: int | None = None,
-                 limit: int = 50) -> tuple[list[IndividualPlan.Event], int | None]:
-        """Newest first; the second value is the cursor for the next page, if any."""
+    def timeline(self, plan_id: uuid.UUID, *, before: int | None = None, limit: int = 50,
+                 section_filter: Callable[[Any], bool] | None = None) -> tuple[list[IndividualPlan.Event], int | None]:
+        """Newest first; the second value is the cursor for the next page, if any. With a
+        filter (a relative's consented sections), pages are filled from older events."""
         lte = before - 1 if before is not None else None
-        events = list(self.events.get(plan_id, desc=True, lte=lte, limit=limit + 1))
-        if not events and before is None:
-            raise PlanNotFound(plan_id)
-        more = len(events) > limit
-        events = events[:limit]
-        return events, (events[-1].originator_version if more and events else None)
+        chosen: list[IndividualPlan.Event] = []
+        while True:
+            events = list(self.events.get(plan_id, desc=True, lte=lte, limit=limit + 1))
+            if not events and before is None and lte is None:
+                raise PlanNotFound(plan_id)
+            for event in events:
+                if section_filter is None or section_filter(event):
+                    chosen.append(event)
+                    if len(chosen) > limit:
+                        break
+            if len(chosen) > limit or len(events) <= limit:
+                break
+            lte = events[-1].originator_version - 1
+        more = len(chosen) > limit
+        chosen = chosen[:limit]
+        return chosen, (chosen[-1].originator_version if more and chosen else None)
 
     def integration_events(self, after: int, limit: int) -> list[IntegrationEvent]:
         """Integration events after a log position, in log order."""

@@ -279,6 +279,7 @@ class IndividualPlan(Aggregate):
         occurred_at: datetime,
     ):
         self.patient_id = patient_id
+        self.opened_by = recorded_by.get("id")
         self.opened_at = occurred_at
         self.opened_service_level = service_level
         self.service_levels: list[str] = [service_level]

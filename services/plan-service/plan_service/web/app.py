@@ -6,7 +6,7 @@ from flask import Flask
 from flask_smorest import Api
 
 from careplan_shared import logs, problem, web
-from plan_service.api import errors, feed, health, plans
+from plan_service.api import access, errors, feed, health, plans
 from plan_service.bootstrap import Services, bootstrap
 from plan_service.config import Config
 
@@ -36,6 +36,7 @@ def create_app(config: Config | None = None, services: Services | None = None) -
     api = Api(app)
     problem.install(app)  # after Api: replaces its JSON error handler with problem+json
     errors.install(app)
+    app.after_request(access.record_access)
     plans.register_event_schemas(api.spec)
     api.register_blueprint(plans.blp)
     api.register_blueprint(feed.blp)
