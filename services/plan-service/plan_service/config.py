@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import binascii
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,9 @@ VARIABLES = (
     "PLAN_SERVICE_MAX_BODY_BYTES", "PLAN_SERVICE_SNAPSHOT_INTERVAL", "PLAN_SERVICE_WRITE_BATCH_MAX",
     "PLAN_SERVICE_CACHE_SIZE", "PLAN_SERVICE_WORKERS", "PLAN_SERVICE_THREADS", "LOG_LEVEL",
     "KAFKA_BOOTSTRAP_SERVERS", "KAFKA_TOPIC", "PLAN_SERVICE_RELAY",
+    "PLAN_SERVICE_ENCRYPTION_KEY", "PLAN_SERVICE_ENCRYPTION_KEY_FILE",
 )
+ENCRYPTION_KEY_SIZES = (16, 24, 32)  # AES-128/192/256 (eventsourcing.cryptography.AESCipher)
 TRUTHY = ("y", "yes", "t", "true", "on", "1")
 
 
@@ -49,6 +52,36 @@ def postgres_env(env: Mapping[str, str]) -> dict[str, str]:
     return settings
 
 
+def validate_encryption_key(value: str, name: str = "PLAN_SERVICE_ENCRYPTION_KEY") -> str:
+    """The key as the eventsourcing library wants it (standard base64 of 16, 24 or 32
+    random bytes); errors name the variable, never the key."""
+    key = value.strip()
+    try:
+        raw = binascii.a2b_base64(key.encode("ascii"), strict_mode=True)
+    except (binascii.Error, UnicodeEncodeError, ValueError):
+        raise ConfigError(f"{name} must be standard base64 (make one with "
+                          "`plan-service new-encryption-key`)") from None
+    if len(raw) not in ENCRYPTION_KEY_SIZES:
+        raise ConfigError(f"{name} must decode to 16, 24 or 32 bytes (AES), got {len(raw)} "
+                          "(make one with `plan-service new-encryption-key`)")
+    return key
+
+
+def encryption_key_from_env(env: Mapping[str, str]) -> str | None:
+    """PLAN_SERVICE_ENCRYPTION_KEY, or the content of PLAN_SERVICE_ENCRYPTION_KEY_FILE."""
+    value = env.get("PLAN_SERVICE_ENCRYPTION_KEY") or None
+    path = env.get("PLAN_SERVICE_ENCRYPTION_KEY_FILE") or None
+    if value and path:
+        raise ConfigError("set PLAN_SERVICE_ENCRYPTION_KEY or PLAN_SERVICE_ENCRYPTION_KEY_FILE, not both")
+    if path:
+        try:
+            value = Path(path).read_text()
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"PLAN_SERVICE_ENCRYPTION_KEY_FILE cannot be read: {type(e).__name__}") from None
+        return validate_encryption_key(value, "PLAN_SERVICE_ENCRYPTION_KEY_FILE")
+    return validate_encryption_key(value) if value else None
+
+
 @dataclass(frozen=True)
 class Config:
     host: str = "127.0.0.1"
@@ -69,6 +102,8 @@ class Config:
     kafka_bootstrap_servers: str | None = None
     kafka_topic: str = "careplan.plan-events.v1"
     relay: str = "off"
+    # base64 AES key: event and snapshot payloads are encrypted at rest. Kept out of repr().
+    encryption_key: str | None = field(default=None, repr=False)
 
     @property
     def sqlite_file(self) -> Path:
@@ -111,4 +146,5 @@ class Config:
             kafka_bootstrap_servers=kafka,
             kafka_topic=env.get("KAFKA_TOPIC", "careplan.plan-events.v1"),
             relay=relay,
+            encryption_key=encryption_key_from_env(env),
         )

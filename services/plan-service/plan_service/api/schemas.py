@@ -306,9 +306,13 @@ class PlanOut(Schema):
 
     @pre_dump
     def _lists(self, plan: Any, **_: Any) -> dict[str, Any]:
+        # Reads get the cached plan itself, which a concurrent fast-forward may extend: each
+        # container is copied in one C-level call (atomic under the GIL) before it is dumped.
         data = {name: getattr(plan, name) for name in (
             "id", "version", "patient_id", "opened_at", "modified_on", "service_levels",
-            "age_band", "birth_date", "coordinator", "what_matters", "closed")}
+            "age_band", "birth_date", "coordinator", "closed")}
+        data["what_matters"] = list(plan.what_matters)
+        data["service_levels"] = list(plan.service_levels)
         for name in ("goals", "information", "participants", "consents", "evaluations",
                      "triangle_meetings"):
             data[name] = list(getattr(plan, name).values())

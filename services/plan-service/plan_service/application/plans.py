@@ -152,9 +152,9 @@ class PlanApplication(Application):
 
     # -- reads --------------------------------------------------------------------------
 
-    def _load(self, plan_id: uuid.UUID, version: int | None = None) -> IndividualPlan:
+    def _load(self, plan_id: uuid.UUID, version: int | None = None, copy: bool = True) -> IndividualPlan:
         try:
-            plan = self.repository.get(plan_id, version=version)
+            plan = self.repository.get(plan_id, version=version, deepcopy_from_cache=copy)
         except AggregateNotFoundError:
             raise PlanNotFound(plan_id) from None
         if not isinstance(plan, IndividualPlan):
@@ -162,8 +162,9 @@ class PlanApplication(Application):
         return plan
 
     def get_plan(self, plan_id: uuid.UUID, as_of: datetime | None = None) -> IndividualPlan:
+        """For reading only: the cached plan itself, not a copy (commands go through ``record``)."""
         if as_of is None:
-            return self._load(plan_id)
+            return self._load(plan_id, copy=False)
         return self._load(plan_id, version=self.version_at(plan_id, as_of))
 
     def version_at(self, plan_id: uuid.UUID, as_of: datetime) -> int:

@@ -6,6 +6,7 @@ from flask import Flask
 from flask_smorest import Api
 
 from careplan_shared import logs, problem, web
+from careplan_shared.access import install_auth_failure_limit
 from plan_service.api import access, errors, feed, health, plans
 from plan_service.bootstrap import Services, bootstrap
 from plan_service.config import Config
@@ -32,6 +33,7 @@ def create_app(config: Config | None = None, services: Services | None = None) -
     app.extensions["careplan"] = services
 
     web.install(app)
+    install_auth_failure_limit(app)  # CAREPLAN_AUTH_FAILURE_*: read now, fail at start-up
     logs.install_request_logging(app)
     api = Api(app)
     problem.install(app)  # after Api: replaces its JSON error handler with problem+json

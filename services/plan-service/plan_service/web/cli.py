@@ -1,4 +1,5 @@
-"""`plan-service serve` runs the service; `plan-service token` prints a dev bearer token."""
+"""`plan-service serve` runs the service; `plan-service token` prints a dev bearer token;
+`plan-service new-encryption-key` prints a key for PLAN_SERVICE_ENCRYPTION_KEY."""
 
 from __future__ import annotations
 
@@ -19,7 +20,17 @@ def main(argv: list[str] | None = None) -> int:
     token.add_argument("--sub", required=True, help="the caller's id (for a patient: patient_id)")
     token.add_argument("--on-behalf-of", help="integration tokens: the clinician the EPR acts for")
     token.add_argument("--ttl", type=int, default=8 * 3600, help="seconds (default 8 h)")
+    new_key = sub.add_parser("new-encryption-key",
+                             help="print a new random key for PLAN_SERVICE_ENCRYPTION_KEY (base64)")
+    new_key.add_argument("--bytes", type=int, default=32, choices=(16, 24, 32),
+                         help="AES key size in bytes (default 32: AES-256)")
     args = parser.parse_args(argv)
+
+    if args.command == "new-encryption-key":  # needs no configuration
+        from eventsourcing.cryptography import AESCipher
+
+        print(AESCipher.create_key(args.bytes))
+        return 0
 
     try:
         config = Config.from_env()
