@@ -19,6 +19,7 @@ from typing import Any, Iterator
 
 import jwt
 import pytest
+from careplan_testing import JwksServer
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
@@ -76,52 +77,6 @@ def b64(data: bytes) -> str:
 
 def b64json(value: dict[str, Any]) -> str:
     return b64(json.dumps(value, separators=(",", ":")).encode())
-
-
-class JwksServer:
-    """A JWKS endpoint: serves ``self.jwks`` (or ``self.status`` if not 200) and counts hits."""
-
-    def __init__(self) -> None:
-        self.jwks: dict[str, Any] = {"keys": []}
-        self.status = 200
-        self.hits = 0
-        self._lock = threading.Lock()
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
-                with owner._lock:
-                    owner.hits += 1
-                    status, body = owner.status, json.dumps(owner.jwks).encode()
-                if status != 200:
-                    body = b'{"error":"unavailable"}'
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/.well-known/jwks"
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.01},
-                                        daemon=True)
-        self._thread.start()
-        self.running = True
-
-    def serve(self, *jwks: dict[str, Any]) -> None:
-        with self._lock:
-            self.jwks = {"keys": list(jwks)}
-
-    def stop(self) -> None:
-        if self.running:
-            self.running = False
-            self._server.shutdown()
-            self._server.server_close()
-            self._thread.join(5)
 
 
 class FakeClock:
