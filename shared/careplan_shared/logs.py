@@ -42,12 +42,20 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
+# Libraries whose own messages can carry what passes through them (kafka-python logs whole
+# records at DEBUG, drivers log queries): never below WARNING, whatever LOG_LEVEL says.
+LIBRARY_LOGGERS = ("kafka", "urllib3", "requests", "psycopg", "psycopg_pool", "eventsourcing", "werkzeug",
+                   "aiosmtpd", "mail.log")
+
+
 def configure(service: str, level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter(service))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    for name in LIBRARY_LOGGERS:
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
 
 
 def _request_id() -> str:
@@ -64,6 +72,9 @@ def install_request_logging(app: Flask) -> None:
     def _start() -> None:
         g.request_id = _request_id()
         g.started = time.perf_counter()
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("request started", extra={"request_id": g.request_id, "method": request.method,
+                                                "route": request.url_rule.rule if request.url_rule else None})
 
     @app.after_request
     def _finish(response):

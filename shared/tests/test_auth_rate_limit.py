@@ -159,3 +159,17 @@ def test_limit_zero_turns_it_off(monkeypatch):
     monkeypatch.setenv("CAREPLAN_AUTH_FAILURE_LIMIT", "0")
     client = make_app().test_client()
     assert {client.get("/who", headers=BAD).status_code for _ in range(30)} == {401}
+
+
+def test_library_loggers_stay_at_warning_even_at_debug():
+    import logging
+
+    from careplan_shared import logs
+
+    logs.configure("test", "DEBUG")
+    try:
+        assert logging.getLogger().level == logging.DEBUG
+        assert logging.getLogger("kafka.producer.kafka").getEffectiveLevel() == logging.WARNING
+        assert logging.getLogger("psycopg").getEffectiveLevel() == logging.WARNING
+    finally:
+        logs.configure("test", "WARNING")
