@@ -14,10 +14,12 @@ Checked after every request:
   first answer byte for byte for a replay, 422 for a key reused for another body, 412 for a
   stale If-Match, and otherwise what the pure domain (a shadow IndividualPlan given the same
   commands) decides: 201, or 409/422 naming the refused event's index.
+Now and then (and at the end) the plan is read back over HTTP, at the version the model expects.
 At the end:
 - the stored history (after PlanOpened) is exactly the events of the accepted, non-replayed
   requests, in order, with the fields that were posted; the version is 1 + their number;
-- the stored plan (cached, and rebuilt from the store through snapshots) has the shadow's state.
+- the stored plan (cached, rebuilt through snapshots, and from its events alone) has the
+  shadow's state.
 """
 
 from __future__ import annotations
@@ -199,6 +201,16 @@ def invalid_event(draw: st.DrawFn) -> Any:
         "missing", "unknown_field", "type", "not_object"]))
     if how == "not_object":
         return draw(st.sampled_from(NOT_OBJECTS))
+    if how == "too_long":  # one character (or list item) over the limit, or far over it
+        kind = draw(st.sampled_from([*LIMITS, "names"]))
+        type_ = draw(st.sampled_from([t for t in EVENT_TYPES if any(f.kind == kind for f in SPEC[t].values())]))
+        event = draw(valid_event(type_))
+        name = draw(st.sampled_from([n for n, f in SPEC[type_].items() if f.kind == kind]))
+        if kind == "names":
+            event[name] = draw(st.sampled_from([["x"] * 51, ["n" * 201]]))
+        else:
+            event[name] = draw(st.sampled_from(["x", "é", "\u2603"])) * (LIMITS[kind] + draw(st.sampled_from([1, 1, 500])))
+        return event
     event = draw(valid_event())
     fields_ = SPEC[event["type"]]
     if how == "type":
@@ -214,14 +226,6 @@ def invalid_event(draw: st.DrawFn) -> Any:
             st.sampled_from(["x", 1, None]))
     elif how == "future":
         event["occurred_at"] = draw(st.sampled_from(FUTURE))
-    elif how == "too_long":  # one character (or item) over the limit, or far over it
-        name = draw(st.sampled_from([n for n, f in fields_.items() if f.kind in LIMITS or f.kind == "names"]))
-        f = fields_[name]
-        if f.kind == "names":
-            event[name] = draw(st.sampled_from([["x"] * 51, ["n" * 201]]))
-        else:
-            over = LIMITS[f.kind] + draw(st.sampled_from([1, 1, 500]))
-            event[name] = draw(st.sampled_from(["x", "é", "\u2603"])) * over
     else:
         name = draw(st.sampled_from([*fields_, "occurred_at"]))
         f = fields_.get(name, OCCURRED_AT)
@@ -457,6 +461,15 @@ def test_posted_events_are_stored_exactly_when_accepted(client, plans, writer, o
     answered: dict[str, tuple[bytes, bytes]] = {}  # key -> (body, the 201 answer it got)
 
     for step in range(data.draw(st.integers(1, 12), label="requests")):
+        if data.draw(st.integers(0, 7), label="read first?") == 0:
+            # Reads share the cached plan with writes: reading must neither change it nor lag.
+            read = client.get(f"/v1/plans/{plan_id}", headers=writer)
+            assert read.status_code == 200 and read.json["version"] == version, read.data
+            assert {g["goal_id"]: g["status"] for g in read.json["goals"]} == {
+                k: g.status for k, g in shadow.goals.items()}
+            assert {m["meeting_id"]: (m["status"], m["times_missed"]) for m in read.json["triangle_meetings"]} == {
+                k: (m.status, m.times_missed) for k, m in shadow.triangle_meetings.items()}
+            assert sorted(p["participant_id"] for p in read.json["participants"]) == sorted(shadow.participants)
         earlier = [entry for entry in sent if entry[1] is not None]
         if earlier and data.draw(st.integers(0, 3), label="replay?") == 0:
             body, key, key_ok = data.draw(st.sampled_from(earlier), label="replay of")
