@@ -36,6 +36,7 @@ class _Batcher:
         self._write, self._interval, self._max = write, interval, max_batch
         self._pending: list[AccessEntry] = []
         self._cond = threading.Condition()
+        self._write_lock = threading.Lock()  # one flush at a time, so entries stay in order
         self._thread: threading.Thread | None = None
         self._pid: int | None = None
 
@@ -50,10 +51,17 @@ class _Batcher:
                 self._cond.notify()
 
     def flush(self) -> None:
-        with self._cond:
-            batch, self._pending = self._pending, []
+        # Requests only ever wait for the list swap, never for the database.
+        with self._write_lock:
+            with self._cond:
+                batch, self._pending = self._pending, []
             if batch:
-                self._write(batch)
+                try:
+                    self._write(batch)
+                except Exception:
+                    with self._cond:  # keep them, in order, for the next turn
+                        self._pending[:0] = batch
+                    raise
 
     def _run(self) -> None:
         while True:

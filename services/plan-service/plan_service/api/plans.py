@@ -137,7 +137,7 @@ class PlanEvents(MethodView):
         try:
             outcome = _plans().record(plan_id, items, actor=principal.actor,
                                       expected_version=expected,
-                                      idempotency=_idempotency(principal.subject))
+                                      idempotency=_idempotency(principal.subject), current=g.plan)
         except EventRejected as e:
             e.in_list = isinstance(body, list)
             raise

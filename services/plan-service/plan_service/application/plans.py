@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
@@ -106,11 +107,12 @@ class PlanApplication(Application):
 
     def record(self, plan_id: uuid.UUID, items: list[tuple[str, dict[str, Any]]], *,
                actor: dict[str, str], expected_version: int | None = None,
-               idempotency: Idempotency | None = None) -> Outcome:
-        """Append one or more events to a plan, all or none."""
+               idempotency: Idempotency | None = None, current: IndividualPlan | None = None) -> Outcome:
+        """Append one or more events to a plan, all or none. ``current``: the plan as just read
+        (e.g. for the access check), to save loading it again; it is copied, never changed."""
         if idempotency and (replay := self._replay(idempotency)):
             return replay
-        plan = self._load(plan_id)
+        plan = copy.deepcopy(current) if current is not None else self._load(plan_id)
         if expected_version is not None and plan.version != expected_version:
             raise VersionMismatch(plan.version)
         for index, (type_, fields) in enumerate(items):

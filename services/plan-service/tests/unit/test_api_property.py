@@ -203,13 +203,15 @@ def invalid_event(draw: st.DrawFn) -> Any:
         return draw(st.sampled_from(NOT_OBJECTS))
     if how == "too_long":  # one character (or list item) over the limit, or far over it
         kind = draw(st.sampled_from([*LIMITS, "names"]))
-        type_ = draw(st.sampled_from([t for t in EVENT_TYPES if any(f.kind == kind for f in SPEC[t].values())]))
+        type_ = draw(st.sampled_from([t for t in EVENT_TYPES
+                                      if any(f.kind == kind for f in SPEC[t].values())]))
         event = draw(valid_event(type_))
         name = draw(st.sampled_from([n for n, f in SPEC[type_].items() if f.kind == kind]))
         if kind == "names":
             event[name] = draw(st.sampled_from([["x"] * 51, ["n" * 201]]))
         else:
-            event[name] = draw(st.sampled_from(["x", "é", "\u2603"])) * (LIMITS[kind] + draw(st.sampled_from([1, 1, 500])))
+            length = LIMITS[kind] + draw(st.sampled_from([1, 1, 500]))
+            event[name] = draw(st.sampled_from(["x", "é", "\u2603"])) * length
         return event
     event = draw(valid_event())
     fields_ = SPEC[event["type"]]
@@ -484,8 +486,8 @@ def test_posted_events_are_stored_exactly_when_accepted(client, plans, writer, o
             else:
                 key = f"{nonce}-{key_choice}"
             sent.append((body, key, key_ok))
-        if_match_choice = data.draw(
-            st.sampled_from(["none"] * 10 + ["right", "right-weak", "right-bare", "stale", "bad"]), label="If-Match")
+        if_match_choice = data.draw(st.sampled_from(
+            ["none"] * 10 + ["right", "right-weak", "right-bare", "stale", "bad"]), label="If-Match")
         headers = dict(writer)
         if if_match_choice == "right":
             headers["If-Match"] = f'"{version}"'
