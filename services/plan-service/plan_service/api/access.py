@@ -24,7 +24,6 @@ from flask_smorest import abort
 from careplan_shared.access import authenticate
 from careplan_shared.auth import Principal
 from plan_service.adapters.access_log import AccessEntry, now_iso
-from plan_service.domain.errors import PlanNotFound
 from plan_service.domain.plan import IndividualPlan
 from plan_service.domain.values import CONSENT_SCOPES
 
@@ -137,5 +136,5 @@ def record_access(response: Any) -> Any:
     return response
 
 
-__all__ = ["POLICY", "PATIENT_EVENT_TYPES", "PlanNotFound", "authenticate", "authorize", "record_access",
+__all__ = ["POLICY", "PATIENT_EVENT_TYPES", "authenticate", "authorize", "record_access",
            "require", "requires", "visible_sections"]

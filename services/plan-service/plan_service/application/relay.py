@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from typing import Protocol, Sequence
 
 from careplan_shared.events import IntegrationEvent
@@ -109,11 +108,3 @@ class Relay:
         return {"leader": self.is_leader, "position": self.position,
                 "published": self.published, "last_error": self.last_error}
 
-
-def wait_for(predicate, timeout: float, interval: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()
