@@ -109,8 +109,12 @@ def principal_from_claims(claims: dict[str, Any], role_claim: str = "role", subj
         raise InvalidToken("subject claim missing or invalid")
     if role not in ROLES:
         raise InvalidToken("role claim missing or unknown")
-    obo = claims.get("on_behalf_of")
-    return Principal(subject, role, obo if isinstance(obo, str) and obo else None)
+    # Only the EPR's system account acts on behalf of a named clinician; the claim means
+    # nothing on anyone else's token (a patient's token must not pass as a clinician's).
+    obo = claims.get("on_behalf_of") if role == "integration" else None
+    if obo is not None and (not isinstance(obo, str) or not obo or len(obo) > 128):
+        obo = None
+    return Principal(subject, role, obo)
 
 
 def bearer_token(authorization_header: str | None) -> str:

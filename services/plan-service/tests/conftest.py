@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable
 
@@ -54,8 +55,13 @@ def writer(token) -> dict[str, str]:
 def open_plan(client, writer) -> Callable[..., str]:
     """open_plan(**fields) -> plan id (a synthetic patient by default)."""
 
+    patients = iter(range(1, 1_000_000))
+
     def make(**fields) -> str:
-        body = {"patient_id": "pat-synth-1", "service_level": "municipal", "age_band": "18-25"}
+        # A patient has one open plan: each call opens one for a new synthetic patient, opened
+        # OPENED_DAYS_AGO so that SCENARIO's meetings and evaluations lie between then and now.
+        body = {"patient_id": f"pat-synth-{next(patients)}", "service_level": "municipal",
+                "age_band": "18-25", "occurred_at": ago(OPENED_DAYS_AGO)}
         body.update(fields)
         response = client.post("/v1/plans", json=body, headers=writer)
         assert response.status_code == 201, response.json
@@ -64,44 +70,51 @@ def open_plan(client, writer) -> Callable[..., str]:
     return make
 
 
-# One valid event of every posted type, in an order the plan's rules accept.
-SCENARIO = [
-    {"type": "CoordinatorAssigned", "coordinator_id": "koord-1", "name": "Kari Koordinator",
-     "service_level": "municipal"},
-    {"type": "WhatMattersRecorded", "text": "Å ha en jobb å gå til og en hund", "language": "nb"},
-    {"type": "GoalSet", "goal_id": "g1", "text": "Komme i jobb", "expressed_by": "patient",
-     "target_date": "2027-06-01"},
-    {"type": "GoalRevised", "goal_id": "g1", "text": "Komme i deltidsjobb", "reason": "realistic"},
-    {"type": "GoalSet", "goal_id": "g2", "text": "Flytte", "expressed_by": "clinician"},
-    {"type": "GoalAbandoned", "goal_id": "g2", "reason": "no longer wanted"},
-    {"type": "GoalAchieved", "goal_id": "g1"},
-    {"type": "InformationGiven", "information_id": "i1", "topic": "rights", "form": "oral",
-     "description": "Retten til individuell plan og koordinator", "adapted_how": "enkelt språk"},
-    {"type": "ParticipantAdded", "participant_id": "r1", "kind": "relative", "name": "Mor",
-     "relation": "mother"},
-    {"type": "ParticipantAdded", "participant_id": "pro1", "kind": "professional",
-     "name": "DPS-behandler", "service_level": "specialist"},
-    {"type": "RelativeConsentGiven", "relative_id": "r1", "scope": ["goals", "meetings"],
-     "valid_until": "2030-01-01T00:00:00+00:00"},
-    {"type": "RelativeConsentWithdrawn", "relative_id": "r1"},
-    {"type": "ParticipantRemoved", "participant_id": "pro1", "reason": "treatment ended"},
-    {"type": "EvaluationScheduled", "evaluation_id": "e1", "scheduled_for": "2027-01-15T10:00:00+01:00"},
-    {"type": "EvaluationHeld", "evaluation_id": "e1", "outcome": "Plan kept", "patient_took_part": True,
-     "participants": ["koord-1", "r1"]},
-    {"type": "TriangleMeetingRequested", "meeting_id": "m1", "requested_by": "municipal"},
-    {"type": "TriangleMeetingScheduled", "meeting_id": "m1", "scheduled_for": "2027-02-01T12:00:00+01:00",
-     "place": "Kafé ved NAV", "transport": "bussbillett", "companion": "storebror",
-     "no_show_strategy": "Ring samme dag, så hjemmebesøk neste dag"},
-    {"type": "TriangleMeetingMissed", "meeting_id": "m1", "note": "did not come"},
-    {"type": "TriangleMeetingScheduled", "meeting_id": "m1", "scheduled_for": "2027-02-08T12:00:00+01:00",
-     "place": "Hjemme", "no_show_strategy": "Ring samme dag"},
-    {"type": "TriangleMeetingHeld", "meeting_id": "m1", "outcome": "agreed on follow-up"},
-    {"type": "PlanClosed", "reason": "goals_reached"},
-]
+OPENED_DAYS_AGO = 200
+
+
+def ago(days: float) -> str:
+    return (datetime.now(timezone.utc) - timedelta(days=days)).isoformat()
+
+
+def make_scenario() -> list[dict]:
+    """One valid event of every posted type, in an order the plan's rules accept, for a plan
+    opened OPENED_DAYS_AGO (times relative to now, so the rules about time hold any day)."""
+    return [
+        {"type": "CoordinatorAssigned", "coordinator_id": "koord-1", "name": "Kari Koordinator",
+         "service_level": "municipal"},
+        {"type": "WhatMattersRecorded", "text": "Å ha en jobb å gå til og en hund", "language": "nb"},
+        {"type": "GoalSet", "goal_id": "g1", "text": "Komme i jobb", "expressed_by": "patient",
+         "target_date": ago(-180)[:10]},
+        {"type": "GoalRevised", "goal_id": "g1", "text": "Komme i deltidsjobb", "reason": "realistic"},
+        {"type": "GoalSet", "goal_id": "g2", "text": "Flytte", "expressed_by": "clinician"},
+        {"type": "GoalAbandoned", "goal_id": "g2", "reason": "no longer wanted"},
+        {"type": "GoalAchieved", "goal_id": "g1"},
+        {"type": "InformationGiven", "information_id": "i1", "topic": "rights", "form": "oral",
+         "description": "Retten til individuell plan og koordinator", "adapted_how": "enkelt språk"},
+        {"type": "ParticipantAdded", "participant_id": "r1", "kind": "relative", "name": "Mor",
+         "relation": "mother"},
+        {"type": "ParticipantAdded", "participant_id": "pro1", "kind": "professional",
+         "name": "DPS-behandler", "service_level": "specialist"},
+        {"type": "RelativeConsentGiven", "relative_id": "r1", "scope": ["goals", "meetings"],
+         "valid_until": ago(-3 * 365), "given_how": "oral"},
+        {"type": "RelativeConsentWithdrawn", "relative_id": "r1"},
+        {"type": "ParticipantRemoved", "participant_id": "pro1", "reason": "treatment ended"},
+        {"type": "EvaluationScheduled", "evaluation_id": "e1", "scheduled_for": ago(100)},
+        {"type": "EvaluationHeld", "evaluation_id": "e1", "outcome": "Plan kept", "patient_took_part": True,
+         "participants": ["koord-1", "r1"]},
+        {"type": "TriangleMeetingRequested", "meeting_id": "m1", "requested_by": "municipal"},
+        {"type": "TriangleMeetingScheduled", "meeting_id": "m1", "scheduled_for": ago(60),
+         "place": "Kafé ved NAV", "transport": "bussbillett", "companion": "storebror",
+         "no_show_strategy": "Ring samme dag, så hjemmebesøk neste dag"},
+        {"type": "TriangleMeetingMissed", "meeting_id": "m1", "note": "did not come"},
+        {"type": "TriangleMeetingScheduled", "meeting_id": "m1", "scheduled_for": ago(30),
+         "place": "Hjemme", "no_show_strategy": "Ring samme dag"},
+        {"type": "TriangleMeetingHeld", "meeting_id": "m1", "outcome": "agreed on follow-up"},
+        {"type": "PlanClosed", "reason": "goals_reached"},
+    ]
 
 
 @pytest.fixture
 def scenario() -> list[dict]:
-    import copy
-
-    return copy.deepcopy(SCENARIO)
+    return make_scenario()

@@ -24,11 +24,13 @@ from flask_smorest import abort
 from careplan_shared.access import authenticate
 from careplan_shared.auth import Principal
 from plan_service.adapters.access_log import AccessEntry, now_iso
+from plan_service.application.projection import FULL
 from plan_service.domain.plan import IndividualPlan
-from plan_service.domain.values import CONSENT_SCOPES
 
 POLICY: dict[str, dict[str, str]] = {
-    "plan.create": {"integration": "any", "clinician": "any", "coordinator": "any"},
+    # Plans are opened from the EPR (by its system account or a clinician); a coordinator is
+    # assigned to a plan once it exists.
+    "plan.create": {"integration": "any", "clinician": "any"},
     "plan.write": {"integration": "any", "clinician": "participant", "coordinator": "assigned", "patient": "own"},
     "plan.read": {"integration": "any", "clinician": "participant", "coordinator": "assigned", "patient": "own",
                   "relative": "consent"},
@@ -39,7 +41,6 @@ POLICY: dict[str, dict[str, str]] = {
 }
 # What a patient may record in their own plan themselves (in their own words; consent).
 PATIENT_EVENT_TYPES = frozenset({"WhatMattersRecorded", "RelativeConsentGiven", "RelativeConsentWithdrawn"})
-ALL_SECTIONS = frozenset(CONSENT_SCOPES)
 ACTIONS = {"plan.read": "read_plan", "timeline.read": "read_timeline", "plan.write": "write_events",
            "access_log.read": "read_access_log", "plan.create": "open_plan", "feed.read": "read_feed"}
 
@@ -71,8 +72,10 @@ def allowed(rule: str, principal: Principal, plan: IndividualPlan | None, opener
 
 
 def visible_sections(principal: Principal, plan: IndividualPlan, now: datetime) -> frozenset[str]:
+    """The sections of the plan this reader sees (projection.py): all of them, or for a
+    relative those their current consent covers (none once it is withdrawn or has expired)."""
     if principal.role != "relative":
-        return ALL_SECTIONS
+        return FULL
     consent = plan.consents.get(principal.subject)
     if consent is None or principal.subject not in plan.participants:
         return frozenset()
@@ -91,11 +94,13 @@ def authorize(action: str, plan_id: uuid.UUID | None = None) -> Principal:
     principal = authenticate()
     if plan_id is None:
         return require(action)
-    g.access = (action, str(plan_id), principal)
     rule = POLICY[action].get(principal.role)
     plans = current_app.extensions["careplan"].plans
     now = datetime.now(timezone.utc)
-    plan = plans.get_plan(plan_id)  # current state decides, also for as_of reads (PlanNotFound -> 404)
+    # Current state decides, also for as_of reads. No such plan: 404, and no access-log entry
+    # (a log nobody can ever read, growing with every guessed id).
+    plan = plans.get_plan(plan_id)
+    g.access = (action, str(plan_id), principal)
     if rule is None or not allowed(rule, principal, plan, getattr(plan, "opened_by", None), now):
         abort(403, message=f"the role {principal.role} may not do {action} on this plan")
     g.plan = plan

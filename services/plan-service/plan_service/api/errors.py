@@ -12,7 +12,8 @@ from plan_service.application.plans import (
     IdempotencyKeyReused,
     VersionMismatch,
 )
-from plan_service.domain.errors import Conflict, PlanNotFound
+from plan_service.domain.errors import Conflict, Forbidden, PlanNotFound
+from plan_service.domain.patient_plans import OpenPlanExists
 
 TYPE = "https://careplan.example/problems/"
 
@@ -49,9 +50,16 @@ def install(app: Flask) -> None:
         field_errors = {error.field or "_schema": [error.message]}
         if getattr(e, "in_list", False):
             field_errors = {str(e.index): field_errors}
+        if isinstance(error, Forbidden):
+            return problem(403, "Forbidden", f"{error.message}. Nothing was stored.",
+                           type_=TYPE + "recorder-not-allowed", index=e.index)
+        if isinstance(error, OpenPlanExists):
+            return problem(409, "Conflict", f"{error.message}. Nothing was stored.",
+                           type_=TYPE + "open-plan-exists", errors=field_errors, index=e.index,
+                           open_plan_id=str(error.plan_id))
         if isinstance(error, Conflict):
             return problem(409, "Conflict", f"{error.message}. Nothing was stored.",
-                           type_=TYPE + "plan-rule", errors=field_errors, index=e.index)
+                           type_=TYPE + "plan-state", errors=field_errors, index=e.index)
         return problem(422, "Unprocessable Content", f"{error.message}. Nothing was stored.",
                        type_=TYPE + "plan-rule", errors=field_errors, index=e.index)
 

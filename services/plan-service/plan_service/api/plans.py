@@ -13,6 +13,7 @@ from flask_smorest import Blueprint, abort
 
 from plan_service.api import access, schemas
 from plan_service.api import views
+from plan_service.application import projection
 from plan_service.application import timeline as timeline_view
 from plan_service.application.idempotency import fingerprint
 from plan_service.application.plans import EventRejected, Idempotency, Outcome, PlanApplication
@@ -22,13 +23,15 @@ blp = Blueprint("plans", __name__, url_prefix="/v1/plans",
 
 _KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 _ETAG = re.compile(r'^\s*(?:W/)?"?(\d{1,10})"?\s*$')
+ANY_VERSION = "*"
 
 IDEMPOTENCY_HEADER = {"name": "Idempotency-Key", "in": "header", "required": False,
                       "schema": {"type": "string", "maxLength": 255},
                       "description": "A replay returns the first response and stores nothing new"}
 IF_MATCH_HEADER = {"name": "If-Match", "in": "header", "required": False,
                    "schema": {"type": "string"},
-                   "description": "The plan version (ETag) the events were decided on; 412 when stale"}
+                   "description": 'The plan version (ETag) the events were decided on, e.g. "7": 412 when '
+                                  "stale. `*`: whatever the current version is"}
 
 
 def _plans() -> PlanApplication:
@@ -58,7 +61,7 @@ def _idempotency(principal_subject: str) -> Idempotency | None:
 
 def _expected_version() -> int | None:
     value = request.headers.get("If-Match")
-    if value is None:
+    if value is None or value.strip() == ANY_VERSION:  # RFC 9110: any current version
         return None
     match = _ETAG.match(value)
     if not match:
@@ -102,7 +105,7 @@ class Plan(MethodView):
         """The plan as it stands now, or as it was recorded at `as_of` (a relative: only the
         sections their current consent covers)"""
         plan = _plans().get_plan(plan_id, as_of=args["as_of"]) if args["as_of"] else g.plan
-        body = schemas.PlanOut(only=views.visible_fields(g.sections)).dump(plan)
+        body = schemas.PlanOut(only=projection.plan_fields(g.sections)).dump(plan)
         # a Response passes flask-smorest's dumping untouched: the fields are already chosen
         return make_response(body, 200, {"ETag": f'"{plan.version}"'})
 
@@ -153,8 +156,8 @@ class Timeline(MethodView):
     def get(self, args: dict[str, Any], plan_id: uuid.UUID):
         """What happened in the plan, newest first, one page at a time"""
         events, next_before = _plans().timeline(plan_id, before=args["before"], limit=args["limit"],
-                                                section_filter=views.event_filter(g.sections))
-        return {"plan_id": plan_id, "items": [timeline_view.entry(e) for e in events],
+                                                visible=projection.event_filter(g.sections))
+        return {"plan_id": plan_id, "items": [timeline_view.entry(e, g.sections) for e in events],
                 "next_before": next_before}
 
 

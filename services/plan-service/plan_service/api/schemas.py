@@ -2,26 +2,97 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+import re
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
-from marshmallow import Schema, ValidationError, fields, pre_dump, validate, validates
+from marshmallow import Schema, ValidationError, fields, pre_dump, validate
 
 from plan_service.domain import values
+from plan_service.domain.plan import EARLIEST
 
-ID = dict(required=True, validate=validate.Length(min=1, max=64))
-SHORT = validate.Length(min=1, max=200)
-TEXT = validate.Length(min=1, max=4000)
+# Control characters (C0, DEL, C1) are never stored: they break logs, exports and screens.
+# Free text may hold line breaks and tabs; ids and short values are one line.
+_CONTROL_IN_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_CONTROL_IN_LINE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+class _Clean(validate.Validator):
+    """No control characters, and not blank (only white space)."""
+
+    def __init__(self, pattern: re.Pattern[str], what: str):
+        self.pattern, self.what = pattern, what
+
+    def __call__(self, value: str) -> str:
+        if self.pattern.search(value):
+            raise ValidationError(f"must not contain control characters ({self.what})")
+        if not value.strip():
+            raise ValidationError("must not be blank")
+        return value
+
+
+ONE_LINE = _Clean(_CONTROL_IN_LINE, "one line of text")
+MULTI_LINE = _Clean(_CONTROL_IN_TEXT, "line breaks and tabs are fine")
+ID = dict(required=True, validate=[validate.Length(min=1, max=64), ONE_LINE])
+SHORT = [validate.Length(min=1, max=200), ONE_LINE]
+TEXT = [validate.Length(min=1, max=4000), MULTI_LINE]
 CLOCK_SKEW = timedelta(minutes=5)
+# How far ahead a scheduled time, a goal's target date or a consent's end may lie.
+SCHEDULE_HORIZON = timedelta(days=5 * 366)
+CONSENT_HORIZON = timedelta(days=10 * 366)
+CONSENT_START_HORIZON = timedelta(days=366)
 
 
 def _opt(validator: Any = SHORT) -> dict[str, Any]:
     return dict(load_default=None, allow_none=True, validate=validator)
 
 
-def not_in_future(value: datetime | None) -> None:
-    if value is not None and value > datetime.now(timezone.utc) + CLOCK_SKEW:
-        raise ValidationError("must not be in the future")
+class StrictBoolean(fields.Boolean):
+    """JSON true or false only: not "yes", "1", 1, "on" (marshmallow's Boolean takes those)."""
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> bool:
+        if value is True or value is False:
+            return value
+        raise self.make_error("invalid")
+
+
+class TimeInRange(validate.Validator):
+    """A time from 1900 (EARLIEST) to now + ``ahead`` (clinical times: a few minutes of clock
+    skew; scheduled times: a horizon), and, with ``future``, after now."""
+
+    def __init__(self, ahead: timedelta = CLOCK_SKEW, *, future: bool = False):
+        self.ahead, self.future = ahead, future
+
+    def __call__(self, value: datetime | date | None) -> Any:
+        if value is None:
+            return value
+        now = datetime.now(timezone.utc)
+        if isinstance(value, datetime):
+            earliest, latest, current = EARLIEST, now + self.ahead, now
+        else:
+            # a date is someone's calendar day: allow the day ahead of UTC (e.g. Oslo after 23:00)
+            earliest, latest, current = EARLIEST.date(), (now + self.ahead + timedelta(days=1)).date(), now.date()
+        if value < earliest:
+            raise ValidationError(f"must not be before {earliest.isoformat()}")
+        if value > latest:
+            raise ValidationError("must not be in the future" if self.ahead <= CLOCK_SKEW
+                                  else f"must not be more than {self.ahead.days // 365} years ahead")
+        if self.future and value <= current:
+            raise ValidationError("must be in the future")
+        return value
+
+
+CLINICAL_TIME = TimeInRange()
+SCHEDULED_TIME = TimeInRange(SCHEDULE_HORIZON)
+
+
+def clinical_time(**kwargs: Any) -> fields.AwareDateTime:
+    return fields.AwareDateTime(load_default=None, allow_none=True, validate=CLINICAL_TIME, **kwargs)
+
+
+def scheduled_time(ahead: timedelta = SCHEDULE_HORIZON, **kwargs: Any) -> fields.AwareDateTime:
+    kwargs.setdefault("required", True)
+    return fields.AwareDateTime(validate=TimeInRange(ahead), **kwargs)
 
 
 class StrictSchema(Schema):
@@ -31,14 +102,9 @@ class StrictSchema(Schema):
 
 class _EventIn(StrictSchema):
     type = fields.String(required=True)
-    occurred_at = fields.AwareDateTime(
-        load_default=None, allow_none=True,
-        metadata={"description": "When it happened clinically (default: now). Not in the future."},
-    )
-
-    @validates("occurred_at")
-    def _not_in_future(self, value: datetime | None, **_: Any) -> None:
-        not_in_future(value)
+    occurred_at = clinical_time(
+        metadata={"description": "When it happened clinically (default: now). From 1900, not "
+                                 "before the plan was opened, not in the future."})
 
 
 def _one_of(choices: tuple[str, ...]) -> validate.OneOf:
@@ -61,13 +127,13 @@ class GoalSet(_EventIn):
     goal_id = fields.String(**ID)
     text = fields.String(required=True, validate=TEXT)
     expressed_by = fields.String(required=True, validate=_one_of(values.EXPRESSED_BY))
-    target_date = fields.Date(load_default=None, allow_none=True)
+    target_date = fields.Date(load_default=None, allow_none=True, validate=SCHEDULED_TIME)
 
 
 class GoalRevised(_EventIn):
     goal_id = fields.String(**ID)
     text = fields.String(**_opt(TEXT))
-    target_date = fields.Date(load_default=None, allow_none=True)
+    target_date = fields.Date(load_default=None, allow_none=True, validate=SCHEDULED_TIME)
     reason = fields.String(**_opt(TEXT))
 
 
@@ -105,8 +171,15 @@ class RelativeConsentGiven(_EventIn):
     relative_id = fields.String(**ID)
     scope = fields.List(fields.String(validate=_one_of(values.CONSENT_SCOPES)), required=True,
                         validate=validate.Length(min=1, max=len(values.CONSENT_SCOPES)))
-    valid_from = fields.AwareDateTime(load_default=None, allow_none=True)
-    valid_until = fields.AwareDateTime(load_default=None, allow_none=True)
+    valid_from = scheduled_time(CONSENT_START_HORIZON, required=False, load_default=None, allow_none=True,
+                                metadata={"description": "Default: when it was given"})
+    valid_until = fields.AwareDateTime(
+        load_default=None, allow_none=True, validate=TimeInRange(CONSENT_HORIZON, future=True),
+        metadata={"description": "In the future, at most 10 years ahead; none: until withdrawn"})
+    given_how = fields.String(
+        load_default=None, allow_none=True, validate=_one_of(("oral", "written")),
+        metadata={"description": "How the patient gave it, when a clinician records it (oral or "
+                                 "written; required then). A patient recording it needs none."})
 
 
 class RelativeConsentWithdrawn(_EventIn):
@@ -115,13 +188,13 @@ class RelativeConsentWithdrawn(_EventIn):
 
 class EvaluationScheduled(_EventIn):
     evaluation_id = fields.String(**ID)
-    scheduled_for = fields.AwareDateTime(required=True)
+    scheduled_for = scheduled_time()
 
 
 class EvaluationHeld(_EventIn):
     evaluation_id = fields.String(**ID)
     outcome = fields.String(required=True, validate=TEXT)
-    patient_took_part = fields.Boolean(required=True)
+    patient_took_part = StrictBoolean(required=True)
     participants = fields.List(fields.String(validate=SHORT), load_default=list,
                                validate=validate.Length(max=50))
 
@@ -134,7 +207,7 @@ class TriangleMeetingRequested(_EventIn):
 
 class TriangleMeetingScheduled(_EventIn):
     meeting_id = fields.String(**ID)
-    scheduled_for = fields.AwareDateTime(required=True)
+    scheduled_for = scheduled_time()
     place = fields.String(required=True, validate=SHORT)
     transport = fields.String(**_opt())
     companion = fields.String(**_opt())
@@ -216,12 +289,8 @@ class OpenPlan(StrictSchema):
     patient_id = fields.String(**ID, metadata={"description": "The patient's id in the EPR (synthetic in tests)"})
     service_level = fields.String(required=True, validate=_one_of(values.SERVICE_LEVELS))
     age_band = fields.String(**_opt(_one_of(values.AGE_BANDS)))
-    birth_date = fields.Date(load_default=None, allow_none=True)
-    occurred_at = fields.AwareDateTime(load_default=None, allow_none=True)
-
-    @validates("occurred_at")
-    def _not_in_future(self, value: datetime | None, **_: Any) -> None:
-        not_in_future(value)
+    birth_date = fields.Date(load_default=None, allow_none=True, validate=CLINICAL_TIME)
+    occurred_at = clinical_time()
 
 
 # -- responses ------------------------------------------------------------------------
@@ -265,6 +334,7 @@ class ConsentOut(_Obj):
     relative_id = fields.String(); scope = fields.List(fields.String())  # noqa: E702
     valid_from = fields.DateTime(); valid_until = fields.DateTime(allow_none=True)  # noqa: E702
     given_at = fields.DateTime(); withdrawn_at = fields.DateTime(allow_none=True)  # noqa: E702
+    given_how = fields.String(allow_none=True)
 
 
 class EvaluationOut(_Obj):
@@ -322,13 +392,18 @@ class PlanOut(Schema):
 
 
 class PlanQuery(Schema):
-    as_of = fields.AwareDateTime(load_default=None, metadata={
+    as_of = fields.AwareDateTime(load_default=None, validate=CLINICAL_TIME, metadata={
         "description": "Show the plan as it was recorded at this time (ISO 8601 with offset)"})
 
 
+# Positions, versions and cursors are 64-bit in every store: larger numbers are refused (422)
+# before they reach a database driver.
+MAX_INT64 = 2**63 - 1
+
+
 class TimelineQuery(Schema):
-    before = fields.Integer(load_default=None, validate=validate.Range(min=2), metadata={
-        "description": "Cursor from the previous page's next_before"})
+    before = fields.Integer(load_default=None, validate=validate.Range(min=2, max=MAX_INT64),
+                            metadata={"description": "Cursor from the previous page's next_before"})
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
 
 
@@ -349,7 +424,7 @@ class TimelinePage(Schema):
 
 
 class FeedQuery(Schema):
-    after = fields.Integer(load_default=0, validate=validate.Range(min=0))
+    after = fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_INT64))
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
 
 

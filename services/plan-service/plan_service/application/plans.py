@@ -16,6 +16,7 @@ from plan_service.application import integration, transcodings
 from plan_service.application.committer import GroupCommitter
 from plan_service.application.idempotency import IdempotencyRecord
 from plan_service.domain.errors import DomainError, PlanNotFound
+from plan_service.domain.patient_plans import PatientPlans
 from plan_service.domain.plan import COMMANDS, IndividualPlan, event_type
 
 
@@ -96,14 +97,26 @@ class PlanApplication(Application):
                   idempotency: Idempotency | None = None) -> Outcome:
         if idempotency and (replay := self._replay(idempotency)):
             return replay
+        index = self._patient_plans(patient_id) or PatientPlans.start(patient_id)
         try:
             plan = IndividualPlan.open(
                 patient_id=patient_id, service_level=service_level, age_band=age_band,
                 birth_date=birth_date, recorded_by=actor, occurred_at=occurred_at or self.clock(),
             )
+            index.opened(plan.id)
         except DomainError as e:
             raise EventRejected(0, e) from None
-        return self._commit(plan, created=True, idempotency=idempotency)
+        try:
+            return self._commit(plan, index, created=True, idempotency=idempotency)
+        except ConcurrentWrite:
+            # Most likely another plan for this patient was opened at the same moment.
+            current = self._patient_plans(patient_id)
+            if current is not None and current.open_plan_id is not None:
+                try:
+                    current.opened(plan.id)
+                except DomainError as e:
+                    raise EventRejected(0, e) from None
+            raise
 
     def record(self, plan_id: uuid.UUID, items: list[tuple[str, dict[str, Any]]], *,
                actor: dict[str, str], expected_version: int | None = None,
@@ -122,15 +135,28 @@ class PlanApplication(Application):
                 COMMANDS[type_](plan, **fields, **meta)
             except DomainError as e:
                 raise EventRejected(index, e) from None
-        return self._commit(plan, created=False, idempotency=idempotency)
+        others: list[Any] = []
+        if plan.closed is not None and any(isinstance(e, IndividualPlan.PlanClosed) for e in plan.pending_events):
+            patient_plans = self._patient_plans(plan.patient_id)
+            if patient_plans is not None and patient_plans.open_plan_id == plan.id:
+                patient_plans.closed(plan.id)
+                others.append(patient_plans)
+        return self._commit(plan, *others, created=False, idempotency=idempotency)
 
-    def _commit(self, plan: IndividualPlan, *, created: bool,
+    def _patient_plans(self, patient_id: str) -> PatientPlans | None:
+        """The patient's plan index; None for a patient whose plans predate it (or who has none)."""
+        try:
+            return self.repository.get(PatientPlans.id_for(patient_id))
+        except AggregateNotFoundError:
+            return None
+
+    def _commit(self, plan: IndividualPlan, *others: Any, created: bool,
                 idempotency: Idempotency | None) -> Outcome:
         outcome = Outcome(
             plan.id, plan.version,
             [integration.event_ref(e) for e in plan.pending_events], created,
         )
-        objs: list[Any] = [plan]
+        objs: list[Any] = [plan, *others]
         if idempotency:
             objs.append(IdempotencyRecord.record(
                 idempotency.caller, idempotency.key, idempotency.fingerprint, outcome.to_record()))
@@ -184,9 +210,10 @@ class PlanApplication(Application):
                 raise PlanNotFound(plan_id)
 
     def timeline(self, plan_id: uuid.UUID, *, before: int | None = None, limit: int = 50,
-                 section_filter: Callable[[Any], bool] | None = None) -> tuple[list[IndividualPlan.Event], int | None]:
+                 visible: Callable[[str], bool] | None = None) -> tuple[list[IndividualPlan.Event], int | None]:
         """Newest first; the second value is the cursor for the next page, if any. With a
-        filter (a relative's consented sections), pages are filled from older events."""
+        test on event types (a relative's consented sections), pages are filled from older
+        events."""
         lte = before - 1 if before is not None else None
         chosen: list[IndividualPlan.Event] = []
         while True:
@@ -194,7 +221,7 @@ class PlanApplication(Application):
             if not events and before is None and lte is None:
                 raise PlanNotFound(plan_id)
             for event in events:
-                if section_filter is None or section_filter(event):
+                if visible is None or visible(event_type(event)):
                     chosen.append(event)
                     if len(chosen) > limit:
                         break

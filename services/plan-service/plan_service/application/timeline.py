@@ -1,9 +1,14 @@
-"""Timeline entries: each stored plan event with a short summary a person can read."""
+"""Timeline entries: each stored plan event with a short summary a person can read.
+
+An entry is made from the event's projected details only (projection.py): a summary cannot
+show what the reader's sections hide, because it never sees it.
+"""
 
 from __future__ import annotations
 
 from typing import Any, Callable
 
+from plan_service.application import projection
 from plan_service.domain.plan import IndividualPlan, event_type
 
 _META = {"originator_id", "originator_version", "timestamp", "recorded_by", "occurred_at",
@@ -21,7 +26,8 @@ def _when(value: Any) -> str:
 
 
 SUMMARIES: dict[str, Callable[[Any], str]] = {
-    "PlanOpened": lambda e: f"Individual plan opened in the {e.service_level} service",
+    "PlanOpened": lambda e: "Individual plan opened"
+    + (f" in the {e.service_level} service" if e.service_level else ""),
     "CoordinatorAssigned": lambda e: f"Coordinator assigned: {e.name or e.coordinator_id}",
     "WhatMattersRecorded": lambda e: f"What matters to me: “{_clip(e.text)}”",
     "GoalSet": lambda e: f"Goal set ({e.expressed_by}): {_clip(e.text)}",
@@ -46,14 +52,29 @@ SUMMARIES: dict[str, Callable[[Any], str]] = {
 }
 
 
-def entry(event: IndividualPlan.Event) -> dict[str, Any]:
+class _Shown:
+    """The projected details as attributes; a hidden field reads as None."""
+
+    def __init__(self, details: dict[str, Any]):
+        self.__dict__.update(details)
+
+    def __getattr__(self, name: str) -> None:
+        return None
+
+
+def entry(event: IndividualPlan.Event, sections: frozenset[str] = projection.FULL) -> dict[str, Any]:
+    """One timeline entry as these sections show it (the event type must be visible to them)."""
     name = event_type(event)
-    return {
+    details = projection.event_details(
+        name, {k: v for k, v in event.__dict__.items() if k not in _META}, sections)
+    item = {
         "version": event.originator_version,
         "type": name,
-        "summary": SUMMARIES[name](event),
+        "summary": SUMMARIES[name](_Shown(details)),
         "occurred_at": event.occurred_at,
         "recorded_at": event.timestamp,
-        "recorded_by": event.recorded_by,
-        "details": {k: v for k, v in event.__dict__.items() if k not in _META},
+        "details": details,
     }
+    if projection.shows_recorded_by(sections):
+        item["recorded_by"] = event.recorded_by
+    return item

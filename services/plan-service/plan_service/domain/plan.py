@@ -11,14 +11,15 @@ Python module path, so moving or renaming a class cannot orphan a stored event.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 from eventsourcing.domain import Aggregate
 
-from plan_service.domain.errors import Conflict, Invalid
+from plan_service.domain.errors import Conflict, Forbidden, Invalid
 from plan_service.domain.values import (
     AGE_BANDS,
+    CONSENT_GIVEN_HOW,
     CONSENT_SCOPES,
     Consent,
     Evaluation,
@@ -31,6 +32,16 @@ from plan_service.domain.values import (
 )
 
 Actor = dict[str, str]  # {"role": ..., "id": ...[, "via": integration account]}
+
+# No clinical or scheduled time of a plan lies before this (a typo such as year 0001 or 278
+# would otherwise travel to every consumer of the plan's events).
+EARLIEST = datetime(1900, 1, 1, tzinfo=timezone.utc)
+# A scheduled time or a consent's start may lie this much before the plan was opened (the
+# same day, in any time zone), no more.
+OPENING_TOLERANCE = timedelta(days=1)
+# A meeting or evaluation can be recorded as held (or missed) this much before its
+# scheduled time (it started a little early), not earlier.
+HELD_TOLERANCE = timedelta(hours=1)
 
 
 def _topic(name: str) -> str:
@@ -171,11 +182,15 @@ class IndividualPlan(Aggregate):
         scope: list[str]
         valid_from: datetime
         valid_until: datetime | None
+        # How the patient gave it: "digital" (the patient recorded it), "oral" or "written"
+        # (a clinician recorded what the patient said or signed). None in events stored
+        # before this was recorded.
+        given_how: str | None = None
 
         def apply(self, plan: IndividualPlan) -> None:
             plan.consents[self.relative_id] = Consent(
                 self.relative_id, list(self.scope), self.valid_from, self.valid_until,
-                self.occurred_at,
+                self.occurred_at, given_how=self.given_how,
             )
 
     class RelativeConsentWithdrawn(Event):
@@ -308,7 +323,11 @@ class IndividualPlan(Aggregate):
     ) -> IndividualPlan:
         if age_band is None and birth_date is None:
             raise Invalid("give the patient's date of birth or age band", "age_band")
+        if occurred_at < EARLIEST:
+            raise Invalid(f"must not be before {EARLIEST.year}", "occurred_at")
         if birth_date is not None:
+            if birth_date < EARLIEST.date():
+                raise Invalid(f"must not be before {EARLIEST.year}", "birth_date")
             if birth_date > occurred_at.date():
                 raise Invalid("date of birth is after the plan was opened", "birth_date")
             derived = age_band_for(birth_date, occurred_at.date())
@@ -353,10 +372,29 @@ class IndividualPlan(Aggregate):
     def _record(self, event_class: type[Event], **kwargs: Any) -> None:
         if self.closed is not None:
             raise Conflict("the plan is closed; no events can be added")
+        if kwargs["occurred_at"] < self.opened_at:
+            raise Invalid("happened before the plan was opened "
+                          f"({self.opened_at.isoformat()})", "occurred_at")
         self.trigger_event(event_class, **kwargs)
+
+    def _not_before_opening(self, moment: datetime, field: str) -> None:
+        if moment < self.opened_at - OPENING_TOLERANCE:
+            raise Invalid(f"is before the plan was opened ({self.opened_at.date().isoformat()})", field)
+
+    @staticmethod
+    def _not_before_scheduled(scheduled_for: datetime, occurred_at: datetime, what: str) -> None:
+        if occurred_at < scheduled_for - HELD_TOLERANCE:
+            raise Invalid(f"{what} is scheduled for {scheduled_for.isoformat()}; it cannot be "
+                          "recorded as having happened before then", "occurred_at")
 
     def assign_coordinator(self, *, coordinator_id: str, name: str | None = None,
                            service_level: str | None = None, **meta: Any) -> None:
+        if coordinator_id == self.patient_id:
+            raise Invalid("the patient cannot be their own coordinator", "coordinator_id")
+        participant = self.participants.get(coordinator_id)
+        if participant is not None and participant.kind == "relative":
+            raise Invalid(f"{coordinator_id} takes part as a relative; a coordinator is a professional",
+                          "coordinator_id")
         self._record(self.CoordinatorAssigned, coordinator_id=coordinator_id, name=name,
                      service_level=service_level, **meta)
 
@@ -367,6 +405,7 @@ class IndividualPlan(Aggregate):
 
     def set_goal(self, *, goal_id: str, text: str, expressed_by: str,
                  target_date: date | None = None, **meta: Any) -> None:
+        _require_text(text, "text")
         if goal_id in self.goals:
             raise Conflict(f"goal {goal_id} already exists", "goal_id")
         self._record(self.GoalSet, goal_id=goal_id, text=text, expressed_by=expressed_by,
@@ -385,6 +424,8 @@ class IndividualPlan(Aggregate):
         self._active_goal(goal_id, "revised")
         if text is None and target_date is None:
             raise Invalid("a revision changes the text or the target date", "text")
+        if text is not None:
+            _require_text(text, "text")
         self._record(self.GoalRevised, goal_id=goal_id, text=text, target_date=target_date,
                      reason=reason, **meta)
 
@@ -398,6 +439,7 @@ class IndividualPlan(Aggregate):
 
     def give_information(self, *, information_id: str, topic: str, form: str, description: str,
                          adapted_how: str | None = None, **meta: Any) -> None:
+        _require_text(description, "description")
         if information_id in self.information:
             raise Conflict(f"information {information_id} is already recorded", "information_id")
         self._record(self.InformationGiven, information_id=information_id, topic=topic, form=form,
@@ -421,7 +463,9 @@ class IndividualPlan(Aggregate):
 
     def give_relative_consent(self, *, relative_id: str, scope: list[str],
                               valid_from: datetime | None = None,
-                              valid_until: datetime | None = None, **meta: Any) -> None:
+                              valid_until: datetime | None = None,
+                              given_how: str | None = None, **meta: Any) -> None:
+        given_how = _consent_given_how(meta["recorded_by"], given_how)
         participant = self.participants.get(relative_id)
         if participant is None or participant.kind != "relative":
             raise Invalid(f"{relative_id} is not a relative taking part in the plan", "relative_id")
@@ -429,16 +473,20 @@ class IndividualPlan(Aggregate):
         if not scope or unknown:
             raise Invalid(f"scope must name sections of {', '.join(CONSENT_SCOPES)}", "scope")
         valid_from = valid_from or meta["occurred_at"]
+        self._not_before_opening(valid_from, "valid_from")
         if valid_until is not None and valid_until <= valid_from:
             raise Invalid("valid_until must be after valid_from", "valid_until")
+        if valid_until is not None and valid_until <= meta["occurred_at"]:
+            raise Invalid("the consent had already ended when it was given", "valid_until")
         self._record(self.RelativeConsentGiven, relative_id=relative_id,
                      scope=sorted(set(scope)), valid_from=valid_from,
-                     valid_until=valid_until, **meta)
+                     valid_until=valid_until, given_how=given_how, **meta)
 
     def withdraw_relative_consent(self, *, relative_id: str, **meta: Any) -> None:
+        _may_record_consent(meta["recorded_by"])
         consent = self.consents.get(relative_id)
         if consent is None:
-            raise Conflict(f"no consent was given for {relative_id}", "relative_id")
+            raise Invalid(f"no consent was given for {relative_id}", "relative_id")
         if consent.withdrawn_at is not None:
             raise Conflict(f"the consent for {relative_id} is already withdrawn", "relative_id")
         self._record(self.RelativeConsentWithdrawn, relative_id=relative_id, **meta)
@@ -448,6 +496,7 @@ class IndividualPlan(Aggregate):
         existing = self.evaluations.get(evaluation_id)
         if existing is not None and existing.status == "held":
             raise Conflict(f"evaluation {evaluation_id} was already held", "evaluation_id")
+        self._not_before_opening(scheduled_for, "scheduled_for")
         self._record(self.EvaluationScheduled, evaluation_id=evaluation_id,
                      scheduled_for=scheduled_for, **meta)
 
@@ -455,9 +504,12 @@ class IndividualPlan(Aggregate):
                         participants: list[str] | None = None, **meta: Any) -> None:
         evaluation = self.evaluations.get(evaluation_id)
         if evaluation is None:
-            raise Conflict(f"evaluation {evaluation_id} was never scheduled", "evaluation_id")
+            raise Invalid(f"evaluation {evaluation_id} was never scheduled", "evaluation_id")
         if evaluation.status == "held":
             raise Conflict(f"evaluation {evaluation_id} was already held", "evaluation_id")
+        _require_text(outcome, "outcome")
+        self._not_before_scheduled(evaluation.scheduled_for, meta["occurred_at"],
+                                   f"evaluation {evaluation_id}")
         self._record(self.EvaluationHeld, evaluation_id=evaluation_id, outcome=outcome,
                      patient_took_part=patient_took_part, participants=list(participants or []),
                      **meta)
@@ -477,29 +529,57 @@ class IndividualPlan(Aggregate):
             raise Conflict(f"triangle meeting {meeting_id} was already held", "meeting_id")
         if not no_show_strategy.strip():
             raise Invalid("agree a strategy for a no-show before the meeting", "no_show_strategy")
+        _require_text(place, "place")
+        self._not_before_opening(scheduled_for, "scheduled_for")
         self._record(self.TriangleMeetingScheduled, meeting_id=meeting_id,
                      scheduled_for=scheduled_for, place=place, transport=transport,
                      companion=companion, no_show_strategy=no_show_strategy, **meta)
 
-    def _scheduled_meeting(self, meeting_id: str) -> TriangleMeeting:
+    def _scheduled_meeting(self, meeting_id: str, occurred_at: datetime) -> TriangleMeeting:
         meeting = self.triangle_meetings.get(meeting_id)
-        if meeting is None or meeting.status != "scheduled":
-            state = meeting.status if meeting else "unknown"
-            raise Conflict(f"triangle meeting {meeting_id} is not scheduled ({state})", "meeting_id")
+        if meeting is None:
+            raise Invalid(f"the plan has no triangle meeting {meeting_id}", "meeting_id")
+        if meeting.status != "scheduled" or meeting.scheduled_for is None:
+            raise Conflict(f"triangle meeting {meeting_id} is not scheduled ({meeting.status})",
+                           "meeting_id")
+        self._not_before_scheduled(meeting.scheduled_for, occurred_at, f"triangle meeting {meeting_id}")
         return meeting
 
     def hold_triangle_meeting(self, *, meeting_id: str, outcome: str | None = None,
                               **meta: Any) -> None:
-        self._scheduled_meeting(meeting_id)
+        self._scheduled_meeting(meeting_id, meta["occurred_at"])
         self._record(self.TriangleMeetingHeld, meeting_id=meeting_id, outcome=outcome, **meta)
 
     def miss_triangle_meeting(self, *, meeting_id: str, note: str | None = None,
                               **meta: Any) -> None:
-        self._scheduled_meeting(meeting_id)
+        self._scheduled_meeting(meeting_id, meta["occurred_at"])
         self._record(self.TriangleMeetingMissed, meeting_id=meeting_id, note=note, **meta)
 
     def close(self, *, reason: str, note: str | None = None, **meta: Any) -> None:
         self._record(self.PlanClosed, reason=reason, note=note, **meta)
+
+
+def _require_text(text: str, field: str) -> None:
+    if not text.strip():
+        raise Invalid("must not be blank", field)
+
+
+def _may_record_consent(recorded_by: Actor) -> str:
+    """Consent is the patient's to give (Råd 11): the patient records it, or a named clinician
+    records what the patient said or signed. A system account alone may not. -> the role."""
+    role = recorded_by.get("role", "")
+    if role not in ("patient", "clinician", "coordinator"):
+        raise Forbidden("consent is the patient's to give: the patient records it, or the clinician "
+                        "who received it (on_behalf_of) records how it was given")
+    return role
+
+
+def _consent_given_how(recorded_by: Actor, given_how: str | None) -> str:
+    if _may_record_consent(recorded_by) == "patient":
+        return "digital"
+    if given_how not in CONSENT_GIVEN_HOW or given_how == "digital":
+        raise Invalid("say how the patient gave it: oral or written", "given_how")
+    return given_how
 
 
 def _copy_value(value: Any) -> Any:

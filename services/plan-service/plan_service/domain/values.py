@@ -13,6 +13,9 @@ INFORMATION_FORMS = ("oral", "written", "both")
 PARTICIPANT_KINDS = ("relative", "professional")
 # Sections of a plan a relative's consent can cover (Råd 11: scope agreed with the patient).
 CONSENT_SCOPES = ("what_matters", "goals", "information", "participants", "evaluations", "meetings")
+# How a patient gave a relative's consent: recorded by the patient in the service ("digital"),
+# or by a clinician from what the patient said ("oral") or signed ("written").
+CONSENT_GIVEN_HOW = ("digital", "oral", "written")
 CLOSE_REASONS = ("goals_reached", "patient_request", "moved", "transferred", "deceased", "other")
 
 
@@ -69,6 +72,7 @@ class Consent:
     valid_until: datetime | None
     given_at: datetime
     withdrawn_at: datetime | None = None
+    given_how: str | None = None
 
     def covers(self, section: str, at: datetime) -> bool:
         return (

@@ -124,11 +124,13 @@ def test_schema_errors_name_each_field_and_index(client, writer, plans, open_pla
 
 @pytest.mark.parametrize("event, status, field", [
     ({"type": "GoalAchieved", "goal_id": "nope"}, 422, "goal_id"),
-    ({"type": "RelativeConsentWithdrawn", "relative_id": "r9"}, 409, "relative_id"),
-    ({"type": "TriangleMeetingMissed", "meeting_id": "m9"}, 409, "meeting_id"),
-    ({"type": "EvaluationHeld", "evaluation_id": "e9", "outcome": "x", "patient_took_part": True}, 409,
+    # one status per kind of mistake: what the plan does not have is 422, like an unknown goal
+    ({"type": "RelativeConsentWithdrawn", "relative_id": "r9"}, 422, "relative_id"),
+    ({"type": "TriangleMeetingMissed", "meeting_id": "m9"}, 422, "meeting_id"),
+    ({"type": "EvaluationHeld", "evaluation_id": "e9", "outcome": "x", "patient_took_part": True}, 422,
      "evaluation_id"),
-    ({"type": "RelativeConsentGiven", "relative_id": "r9", "scope": ["goals"]}, 422, "relative_id"),
+    ({"type": "RelativeConsentGiven", "relative_id": "r9", "scope": ["goals"], "given_how": "oral"}, 422,
+     "relative_id"),
     ({"type": "RelativeConsentGiven", "relative_id": "r9", "scope": ["diagnoses"]}, 422, "scope"),
     ({"type": "ParticipantAdded", "participant_id": "x", "kind": "professional"}, 422, "service_level"),
     ({"type": "PlanOpened", "patient_id": "p"}, 422, "type"),

@@ -29,7 +29,7 @@ import json
 import traceback
 import uuid
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -52,12 +52,13 @@ from plan_service.domain.values import (
 
 PROBLEM = "application/problem+json"
 WRITER_ACTOR = {"role": "clinician", "id": "clin-7", "via": "epr-1"}  # the `writer` fixture
-OPENED = dict(patient_id="pat-synth-1", service_level="municipal", age_band="18-25")  # `open_plan`
+OPENED = dict(service_level="municipal", age_band="18-25")
+OPENED_AT = "2020-01-01T00:00:00+00:00"  # the plan (and its shadow) opened then
 
 # -- what a valid event looks like: field -> (kind, required, nullable) --------------------
 
 POOLS = {
-    "coordinator_id": ["k1", "k2"],
+    "coordinator_id": ["k1", "k2", "p1"],  # p1 is a relative when added: not a coordinator
     "goal_id": ["g1", "g2"],
     "information_id": ["i1"],
     "participant_id": ["p1", "p2"],
@@ -69,7 +70,7 @@ POOLS = {
 
 @dataclass(frozen=True)
 class F:
-    kind: str  # id | text | short | enum | date | datetime | bool | scope | names | language
+    kind: str  # id | text | short | enum | date | datetime | scheduled | from | until | bool | scope | names | language
     required: bool = False
     nullable: bool = True
     choices: tuple[str, ...] = ()
@@ -88,8 +89,7 @@ REQ_SHORT = F("short", required=True, nullable=False)
 OPT_TEXT = F("text")
 OPT_SHORT = F("short")
 OPT_DATE = F("date")
-OPT_DATETIME = F("datetime")
-REQ_DATETIME = F("datetime", required=True, nullable=False)
+REQ_SCHEDULED = F("scheduled", required=True, nullable=False)
 
 SPEC: dict[str, dict[str, F]] = {
     "CoordinatorAssigned": {"coordinator_id": _id(), "name": OPT_SHORT,
@@ -107,16 +107,17 @@ SPEC: dict[str, dict[str, F]] = {
                          "relation": OPT_SHORT, "service_level": _enum(SERVICE_LEVELS, required=False)},
     "ParticipantRemoved": {"participant_id": _id(), "reason": OPT_TEXT},
     "RelativeConsentGiven": {"relative_id": _id(), "scope": F("scope", required=True, nullable=False),
-                             "valid_from": OPT_DATETIME, "valid_until": OPT_DATETIME},
+                             "valid_from": F("from"), "valid_until": F("until"),
+                             "given_how": _enum(("oral", "written"), required=False)},
     "RelativeConsentWithdrawn": {"relative_id": _id()},
-    "EvaluationScheduled": {"evaluation_id": _id(), "scheduled_for": REQ_DATETIME},
+    "EvaluationScheduled": {"evaluation_id": _id(), "scheduled_for": REQ_SCHEDULED},
     "EvaluationHeld": {"evaluation_id": _id(), "outcome": REQ_TEXT,
                        "patient_took_part": F("bool", required=True, nullable=False),
                        "participants": F("names", nullable=False)},
     "TriangleMeetingRequested": {"meeting_id": _id(),
                                  "requested_by": _enum(SERVICE_LEVELS + ("patient",), required=False),
                                  "reason": OPT_TEXT},
-    "TriangleMeetingScheduled": {"meeting_id": _id(), "scheduled_for": REQ_DATETIME, "place": REQ_SHORT,
+    "TriangleMeetingScheduled": {"meeting_id": _id(), "scheduled_for": REQ_SCHEDULED, "place": REQ_SHORT,
                                  "transport": OPT_SHORT, "companion": OPT_SHORT, "no_show_strategy": REQ_TEXT},
     "TriangleMeetingHeld": {"meeting_id": _id(), "outcome": OPT_TEXT},
     "TriangleMeetingMissed": {"meeting_id": _id(), "note": OPT_TEXT},
@@ -124,16 +125,30 @@ SPEC: dict[str, dict[str, F]] = {
 }
 OCCURRED_AT = F("datetime")
 
-# Fixed instants far from "now", so the shadow and the server agree whatever the clock says.
-PAST = ["2024-03-01T12:00:00+01:00", "2021-06-01T08:00:00Z", "1900-01-01T00:00:00+01:00",
-        "0001-01-01T00:00:00+14:00"]
-INSTANTS = PAST + ["2035-06-01T00:00:00Z", "2030-01-01T00:00:00+02:00", "9999-12-31T23:59:59-14:00"]
+# Instants far from any limit, so the shadow and the server agree whatever the clock says.
+# The plan opened 2020-01-01: 1950 is a valid time the plan's rules refuse (before opening).
+PAST = ["2024-03-01T12:00:00+01:00", "2021-06-01T08:00:00Z", "2020-01-01T00:00:00Z", "1950-06-01T00:00:00+01:00"]
+_NOW = datetime.now(timezone.utc)
+
+
+def _ahead(days: int) -> str:
+    return (_NOW + timedelta(days=days)).isoformat()
+
+
+SCHEDULED = PAST + [_ahead(30), _ahead(365)]  # up to 5 years ahead
+CONSENT_FROM = PAST + [_ahead(30)]  # up to a year ahead
+CONSENT_UNTIL = [_ahead(30), _ahead(3 * 365)]  # in the future, up to 10 years ahead
+BEFORE_1900 = ["1899-12-31T23:59:59Z", "1900-01-01T00:00:00+01:00", "0001-01-01T00:00:00+14:00",
+               "0278-06-01T00:00:00Z"]
 
 VALID_VALUES = {
-    "text": st.sampled_from(["Walk to the shop", "Være med hunden", "x" * 4000] * 3 + [" "]),
+    "text": st.sampled_from(["Walk to the shop", "Være med hunden", "line one\nline two\ttabbed", "x" * 4000]),
     "short": st.sampled_from(["Synth Name", "Skole", "y" * 200]),
-    "date": st.sampled_from(["2025-01-01", "2024-02-29", "0001-01-01"]),
-    "datetime": st.sampled_from(INSTANTS),
+    "date": st.sampled_from(["2025-01-01", "2024-02-29", "1950-01-01", _ahead(100)[:10]]),
+    "datetime": st.sampled_from(PAST),
+    "scheduled": st.sampled_from(SCHEDULED),
+    "from": st.sampled_from(CONSENT_FROM),
+    "until": st.sampled_from(CONSENT_UNTIL),
     "bool": st.booleans(),
     "scope": st.lists(st.sampled_from(CONSENT_SCOPES), min_size=1, max_size=len(CONSENT_SCOPES)),
     "names": st.lists(st.sampled_from(["p1", "p2", "k1", "Synth Person"]), max_size=3),
@@ -142,14 +157,20 @@ VALID_VALUES = {
 
 # Values each kind must refuse (422), besides a missing required field and an unknown field.
 WRONG_TYPES = [7, 1.5, True, ["x"], {"a": 1}]
+BAD_DATETIMES = ["2024-02-30T10:00:00Z", "2024-03-01T12:00:00", "yesterday", "", 1700000000, [], {}, *BEFORE_1900]
+CONTROL = ["a\x00b", "bell\x07", "del\x7f", "c1\x85"]
 BAD_VALUES: dict[str, list[Any]] = {
-    "id": ["", "z" * 65] + WRONG_TYPES,
-    "text": ["", "t" * 4001, "t" * 5000] + WRONG_TYPES,
-    "short": ["", "s" * 201] + WRONG_TYPES,
+    "id": ["", " ", "z" * 65, "two\nlines", "tab\tid"] + CONTROL + WRONG_TYPES,
+    "text": ["", " \n\t ", "t" * 4001, "t" * 5000] + CONTROL + WRONG_TYPES,
+    "short": ["", "   ", "s" * 201, "two\nlines"] + CONTROL + WRONG_TYPES,
     "enum": ["bogus", "MUNICIPAL", ""] + WRONG_TYPES,
-    "date": ["2024-02-30", "1.2.2024", "", 20240101, ["2024-01-01"], {}],
-    "datetime": ["2024-02-30T10:00:00Z", "2024-03-01T12:00:00", "yesterday", "", 1700000000, [], {}],
-    "bool": ["maybe", 2, [], {}, "x" * 4001],
+    "date": ["2024-02-30", "1.2.2024", "", 20240101, ["2024-01-01"], {}, "0001-01-01", "1899-12-31",
+             _ahead(6 * 366)[:10]],
+    "datetime": BAD_DATETIMES,
+    "scheduled": BAD_DATETIMES + [_ahead(6 * 366), "9999-12-31T23:59:59-14:00"],
+    "from": BAD_DATETIMES + [_ahead(400)],
+    "until": BAD_DATETIMES + ["2021-06-01T08:00:00Z", _ahead(11 * 366)],
+    "bool": ["maybe", 2, [], {}, "x" * 4001, "yes", "true", "1", "on", "off", 1, 0],
     "scope": [[], ["bogus"], ["goals", "medication"], ["goals"] * (len(CONSENT_SCOPES) + 1), "goals",
               {"goals": True}, 7, [7], [None]],
     "names": [[""], ["n" * 201], ["x"] * 51, [7], "p1", {"p1": 1}],
@@ -288,7 +309,7 @@ def fitting(plan: IndividualPlan) -> list[tuple[str, dict[str, Any]]]:
 # the state the other events need.
 RECIPES: list[list[tuple[str, dict[str, Any]]]] = [
     [("ParticipantAdded", dict(participant_id="p1", kind="relative")),
-     ("RelativeConsentGiven", dict(relative_id="p1", valid_from=None, valid_until=None))],
+     ("RelativeConsentGiven", dict(relative_id="p1", valid_from=None, valid_until=None, given_how="oral"))],
     [("GoalSet", dict(goal_id="g1")), ("GoalRevised", dict(goal_id="g1", text="Walk further"))],
     [("GoalSet", dict(goal_id="g2")), ("GoalAchieved", dict(goal_id="g2"))],
     [("EvaluationScheduled", dict(evaluation_id="e1")), ("EvaluationHeld", dict(evaluation_id="e1"))],
@@ -357,7 +378,7 @@ def convert(item: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     fields_: dict[str, Any] = {}
     for name, f in {**SPEC[item["type"]], "occurred_at": OCCURRED_AT}.items():
         value = item.get(name, DEFAULTS.get(name))
-        if value is not None and f.kind == "datetime":
+        if value is not None and f.kind in ("datetime", "scheduled", "from", "until"):
             value = datetime.fromisoformat(value)
         elif value is not None and f.kind == "date":
             value = date.fromisoformat(value)
@@ -451,11 +472,13 @@ def _assert_problem(response, context: str) -> dict[str, Any]:
 @given(data=st.data())
 def test_posted_events_are_stored_exactly_when_accepted(client, plans, writer, open_plan,
                                                         unexpected_errors, data):
-    plan_id = open_plan()
+    patient_id = f"pat-synth-{uuid.uuid4().hex[:8]}"
+    plan_id = open_plan(patient_id=patient_id, occurred_at=OPENED_AT)
     plan_uuid = uuid.UUID(plan_id)
     url = f"/v1/plans/{plan_id}/events"
     nonce = uuid.uuid4().hex[:8]  # keys of one example never meet another example's
-    shadow = IndividualPlan.open(**OPENED, recorded_by=WRITER_ACTOR, occurred_at=datetime.now(timezone.utc))
+    shadow = IndividualPlan.open(**OPENED, patient_id=patient_id, recorded_by=WRITER_ACTOR,
+                                 occurred_at=datetime.fromisoformat(OPENED_AT))
     shadow.collect_events()
     version = 1
     accepted: list[tuple[str, dict[str, Any]]] = []
@@ -487,7 +510,7 @@ def test_posted_events_are_stored_exactly_when_accepted(client, plans, writer, o
                 key = f"{nonce}-{key_choice}"
             sent.append((body, key, key_ok))
         if_match_choice = data.draw(st.sampled_from(
-            ["none"] * 10 + ["right", "right-weak", "right-bare", "stale", "bad"]), label="If-Match")
+            ["none"] * 10 + ["right", "right-weak", "right-bare", "any", "stale", "bad"]), label="If-Match")
         headers = dict(writer)
         if if_match_choice == "right":
             headers["If-Match"] = f'"{version}"'
@@ -497,8 +520,10 @@ def test_posted_events_are_stored_exactly_when_accepted(client, plans, writer, o
             headers["If-Match"] = str(version)
         elif if_match_choice == "stale":
             headers["If-Match"] = f'"{data.draw(st.sampled_from([version - 1, version + 1, 0, 99]))}"'
+        elif if_match_choice == "any":  # RFC 9110: whatever the current version is
+            headers["If-Match"] = "*"
         elif if_match_choice == "bad":
-            headers["If-Match"] = data.draw(st.sampled_from(["abc", '"v1"', "*", "", "1,2"]))
+            headers["If-Match"] = data.draw(st.sampled_from(["abc", '"v1"', "**", "", "1,2"]))
         if key is not None:
             headers["Idempotency-Key"] = key
 
@@ -550,7 +575,7 @@ def test_posted_events_are_stored_exactly_when_accepted(client, plans, writer, o
         if refused is not None:
             index, error = refused
             assert status == (409 if isinstance(error, Conflict) else 422), context + f"\nshadow: {error!r}"
-            assert problem["type"].endswith("/plan-rule") and problem["index"] == index, context
+            assert problem["type"].endswith(("/plan-rule", "/plan-state")) and problem["index"] == index, context
             field_errors = problem["errors"][str(index)] if body.is_list else problem["errors"]
             assert field_errors == {error.field or "_schema": [error.message]}, context
             continue

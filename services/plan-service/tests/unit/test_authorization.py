@@ -26,7 +26,7 @@ SETUP = [
     {"type": "ParticipantAdded", "participant_id": "clin-part", "kind": "professional", "service_level": "specialist"},
     {"type": "ParticipantAdded", "participant_id": "rel-ok", "kind": "relative", "relation": "mother"},
     {"type": "ParticipantAdded", "participant_id": "rel-none", "kind": "relative", "relation": "uncle"},
-    {"type": "RelativeConsentGiven", "relative_id": "rel-ok", "scope": ["goals", "meetings"]},
+    {"type": "RelativeConsentGiven", "relative_id": "rel-ok", "scope": ["goals", "meetings"], "given_how": "written"},
     {"type": "GoalSet", "goal_id": "g1", "text": "Synthetic goal", "expressed_by": "patient"},
     {"type": "WhatMattersRecorded", "text": "Synthetic private words"},
 ]
@@ -142,7 +142,7 @@ def test_the_patient_sees_who_read_their_plan(client, token, plan):
     log = client.get(f"/v1/plans/{plan}/access-log", headers=token("patient", "pat-own")).json["items"]
     whats = [(e["who"], e["what"], e["result"]) for e in log]
     assert ("clinician clin-part", "read the plan", "allowed") in whats
-    assert ("coordinator koord-2", "tried to read the plan's timeline: denied", "denied") in whats
+    assert ("coordinator koord-2", "tried to read the plan's timeline: not allowed", "denied") in whats
     assert ("clinician clin-9 (through the EPR system epr-1)", "read the plan", "allowed") in whats
     assert log == sorted(log, key=lambda e: -e["id"])  # newest first
     writes = [e for e in log if e["action"] == "write_events"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -64,7 +64,8 @@ def test_every_scenario_event_round_trips_through_the_contract(scenario):
     from plan_service.api.schemas import load_events
 
     outcome = app.open_plan(patient_id="pat-synth-1", service_level="municipal",
-                            birth_date=datetime(2009, 5, 1).date(), actor=actor)
+                            birth_date=datetime(2009, 5, 1).date(), actor=actor,
+                            occurred_at=datetime.now(timezone.utc) - timedelta(days=200))
     app.record(outcome.plan_id, load_events(scenario), actor=actor)
     for position, event in enumerate(app.plan_events(outcome.plan_id), start=1):
         wire = encode_event(to_integration_event(event, position))

@@ -15,7 +15,7 @@ import pytest
 from eventsourcing.utils import resolve_topic
 
 from plan_service.application.plans import PlanApplication
-from plan_service.domain.errors import Conflict, DomainError, Invalid
+from plan_service.domain.errors import Conflict, DomainError, Forbidden, Invalid
 from plan_service.domain.plan import COMMANDS, IndividualPlan
 from plan_service.domain.values import (
     Consent,
@@ -76,11 +76,11 @@ RELATIVE_P1: Step = ("ParticipantAdded", dict(participant_id="p1", kind="relativ
                                               name="Synth Relative", relation="mother"))
 PROFESSIONAL_P2: Step = ("ParticipantAdded", dict(participant_id="p2", kind="professional",
                                                   service_level="specialist"))
-CONSENT_P1: Step = ("RelativeConsentGiven", dict(relative_id="p1", scope=["goals"]))
-EVAL_E1: Step = ("EvaluationScheduled", dict(evaluation_id="e1", scheduled_for=at(30)))
+CONSENT_P1: Step = ("RelativeConsentGiven", dict(relative_id="p1", given_how="oral", scope=["goals"]))
+EVAL_E1: Step = ("EvaluationScheduled", dict(evaluation_id="e1", scheduled_for=T0))
 HOLD_E1: Step = ("EvaluationHeld", dict(evaluation_id="e1", outcome="ok", patient_took_part=True))
 REQUEST_M1: Step = ("TriangleMeetingRequested", dict(meeting_id="m1", requested_by="patient"))
-SCHEDULE_M1: Step = ("TriangleMeetingScheduled", dict(meeting_id="m1", scheduled_for=at(7),
+SCHEDULE_M1: Step = ("TriangleMeetingScheduled", dict(meeting_id="m1", scheduled_for=T0,
                                                       place="School", no_show_strategy="Call home"))
 HOLD_M1: Step = ("TriangleMeetingHeld", dict(meeting_id="m1"))
 MISS_M1: Step = ("TriangleMeetingMissed", dict(meeting_id="m1"))
@@ -264,11 +264,11 @@ EVENT_CASES = [
     ),
     EventCase(
         "RelativeConsentGiven",
-        dict(relative_id="p1", scope=["what_matters", "goals", "goals"], valid_until=at(90)),
+        dict(relative_id="p1", given_how="oral", scope=["what_matters", "goals", "goals"], valid_until=at(90)),
         # The scope is stored once per section, sorted; valid_from defaults to occurred_at.
-        dict(relative_id="p1", scope=["goals", "what_matters"], valid_from=T1, valid_until=at(90)),
+        dict(relative_id="p1", given_how="oral", scope=["goals", "what_matters"], valid_from=T1, valid_until=at(90)),
         lambda p: p.consents,
-        {"p1": Consent("p1", ["goals", "what_matters"], T1, at(90), T1, None)},
+        {"p1": Consent("p1", ["goals", "what_matters"], T1, at(90), T1, None, "oral")},
         setup=[RELATIVE_P1],
     ),
     EventCase(
@@ -276,7 +276,7 @@ EVENT_CASES = [
         dict(relative_id="p1"),
         dict(relative_id="p1"),
         lambda p: p.consents,
-        {"p1": Consent("p1", ["goals"], T0, None, T0, withdrawn_at=T1)},
+        {"p1": Consent("p1", ["goals"], T0, None, T0, withdrawn_at=T1, given_how="oral")},
         setup=[RELATIVE_P1, CONSENT_P1],
     ),
     EventCase(
@@ -291,7 +291,7 @@ EVENT_CASES = [
         dict(evaluation_id="e1", outcome="Going well", patient_took_part=True, participants=["p1", "k1"]),
         dict(evaluation_id="e1", outcome="Going well", patient_took_part=True, participants=["p1", "k1"]),
         lambda p: p.evaluations,
-        {"e1": Evaluation("e1", at(30), "held", T1, ["p1", "k1"], "Going well", True)},
+        {"e1": Evaluation("e1", T0, "held", T1, ["p1", "k1"], "Going well", True)},
         setup=[EVAL_E1],
     ),
     EventCase(
@@ -316,7 +316,7 @@ EVENT_CASES = [
         dict(meeting_id="m1", outcome="Agreed on a plan"),
         dict(meeting_id="m1", outcome="Agreed on a plan"),
         lambda p: p.triangle_meetings,
-        {"m1": TriangleMeeting("m1", "held", requested_by="patient", scheduled_for=at(7), place="School",
+        {"m1": TriangleMeeting("m1", "held", requested_by="patient", scheduled_for=T0, place="School",
                                no_show_strategy="Call home", outcome="Agreed on a plan")},
         setup=[REQUEST_M1, SCHEDULE_M1],
     ),
@@ -325,7 +325,7 @@ EVENT_CASES = [
         dict(meeting_id="m1", note="Did not come"),
         dict(meeting_id="m1", note="Did not come"),
         lambda p: p.triangle_meetings,
-        {"m1": TriangleMeeting("m1", "missed", scheduled_for=at(7), place="School",
+        {"m1": TriangleMeeting("m1", "missed", scheduled_for=T0, place="School",
                                no_show_strategy="Call home", times_missed=1)},
         setup=[SCHEDULE_M1],
     ),
@@ -387,11 +387,11 @@ def test_revision_may_change_only_the_target_date():
 
 def test_consent_valid_from_given_explicitly():
     plan = given([RELATIVE_P1])
-    plan.give_relative_consent(relative_id="p1", scope=["meetings"], valid_from=at(10),
+    plan.give_relative_consent(relative_id="p1", scope=["meetings"], given_how="oral", valid_from=at(10),
                                valid_until=at(20), **meta())
     (event,) = plan.collect_events()
     assert (event.valid_from, event.valid_until) == (at(10), at(20))
-    assert plan.consents["p1"] == Consent("p1", ["meetings"], at(10), at(20), T1)
+    assert plan.consents["p1"] == Consent("p1", ["meetings"], at(10), at(20), T1, given_how="oral")
 
 
 def test_evaluation_held_without_participants_records_an_empty_list():
@@ -473,14 +473,14 @@ def test_removing_a_professional_touches_no_consent():
 
 def test_relative_may_be_added_again_and_consent_given_again():
     plan = given([RELATIVE_P1, CONSENT_P1, ("ParticipantRemoved", dict(participant_id="p1")), RELATIVE_P1])
-    plan.give_relative_consent(relative_id="p1", scope=["meetings"], **meta(at(9)))
+    plan.give_relative_consent(relative_id="p1", scope=["meetings"], given_how="written", **meta(at(9)))
     consent = plan.consents["p1"]
     assert (consent.scope, consent.withdrawn_at, consent.given_at) == (["meetings"], None, at(9))
 
 
 # -- Consent.covers -------------------------------------------------------------------
 
-_CONSENT = dict(relative_id="p1", scope=["goals", "meetings"], valid_from=at(10),
+_CONSENT = dict(relative_id="p1", given_how="oral", scope=["goals", "meetings"], valid_from=at(10),
                 valid_until=at(20), given_at=at(1))
 
 
@@ -535,7 +535,7 @@ REFUSALS = [
             ("InformationGiven", dict(information_id="i1", topic="rights", form="oral", description="x")),
             ("ParticipantAdded", dict(participant_id="p2", kind="relative")),
             ("ParticipantRemoved", dict(participant_id="p1")),
-            ("RelativeConsentGiven", dict(relative_id="p1", scope=["goals"])),
+            ("RelativeConsentGiven", dict(relative_id="p1", given_how="oral", scope=["goals"])),
             ("EvaluationScheduled", dict(evaluation_id="e2", scheduled_for=at(3))),
             ("EvaluationHeld", dict(evaluation_id="e1", outcome="x", patient_took_part=True)),
             ("TriangleMeetingRequested", dict(meeting_id="m2")),
@@ -586,31 +586,31 @@ REFUSALS = [
     Refusal("remove-participant-twice", [RELATIVE_P1, ("ParticipantRemoved", dict(participant_id="p1"))],
             "ParticipantRemoved", dict(participant_id="p1"), Invalid, "participant_id"),
     # Relatives' consent.
-    Refusal("consent-for-non-participant", [], "RelativeConsentGiven", dict(relative_id="p1", scope=["goals"]),
+    Refusal("consent-for-non-participant", [], "RelativeConsentGiven", dict(relative_id="p1", given_how="oral", scope=["goals"]),
             Invalid, "relative_id"),
     Refusal("consent-for-professional", [PROFESSIONAL_P2], "RelativeConsentGiven",
-            dict(relative_id="p2", scope=["goals"]), Invalid, "relative_id"),
+            dict(relative_id="p2", given_how="oral", scope=["goals"]), Invalid, "relative_id"),
     Refusal("consent-for-removed-relative", [RELATIVE_P1, ("ParticipantRemoved", dict(participant_id="p1"))],
-            "RelativeConsentGiven", dict(relative_id="p1", scope=["goals"]), Invalid, "relative_id"),
-    Refusal("consent-empty-scope", [RELATIVE_P1], "RelativeConsentGiven", dict(relative_id="p1", scope=[]),
+            "RelativeConsentGiven", dict(relative_id="p1", given_how="oral", scope=["goals"]), Invalid, "relative_id"),
+    Refusal("consent-empty-scope", [RELATIVE_P1], "RelativeConsentGiven", dict(relative_id="p1", given_how="oral", scope=[]),
             Invalid, "scope"),
     Refusal("consent-unknown-scope", [RELATIVE_P1], "RelativeConsentGiven",
-            dict(relative_id="p1", scope=["goals", "medication"]), Invalid, "scope"),
+            dict(relative_id="p1", given_how="oral", scope=["goals", "medication"]), Invalid, "scope"),
     Refusal("consent-until-equals-from", [RELATIVE_P1], "RelativeConsentGiven",
-            dict(relative_id="p1", scope=["goals"], valid_from=at(5), valid_until=at(5)), Invalid, "valid_until"),
+            dict(relative_id="p1", given_how="oral", scope=["goals"], valid_from=at(5), valid_until=at(5)), Invalid, "valid_until"),
     Refusal("consent-until-before-from", [RELATIVE_P1], "RelativeConsentGiven",
-            dict(relative_id="p1", scope=["goals"], valid_from=at(5), valid_until=at(4)), Invalid, "valid_until"),
+            dict(relative_id="p1", given_how="oral", scope=["goals"], valid_from=at(5), valid_until=at(4)), Invalid, "valid_until"),
     Refusal("consent-until-before-occurred-at", [RELATIVE_P1], "RelativeConsentGiven",
-            dict(relative_id="p1", scope=["goals"], valid_until=T1), Invalid, "valid_until"),  # from defaults to T1
+            dict(relative_id="p1", given_how="oral", scope=["goals"], valid_until=T1), Invalid, "valid_until"),  # from defaults to T1
     Refusal("withdraw-never-given", [RELATIVE_P1], "RelativeConsentWithdrawn", dict(relative_id="p1"),
-            Conflict, "relative_id"),
+            Invalid, "relative_id"),
     Refusal("withdraw-twice", [RELATIVE_P1, CONSENT_P1, ("RelativeConsentWithdrawn", dict(relative_id="p1"))],
             "RelativeConsentWithdrawn", dict(relative_id="p1"), Conflict, "relative_id"),
     Refusal("withdraw-after-removal", [RELATIVE_P1, CONSENT_P1, ("ParticipantRemoved", dict(participant_id="p1"))],
             "RelativeConsentWithdrawn", dict(relative_id="p1"), Conflict, "relative_id"),
     # Evaluations.
     Refusal("hold-unscheduled-evaluation", [], "EvaluationHeld",
-            dict(evaluation_id="e1", outcome="x", patient_took_part=True), Conflict, "evaluation_id"),
+            dict(evaluation_id="e1", outcome="x", patient_took_part=True), Invalid, "evaluation_id"),
     Refusal("hold-evaluation-twice", [EVAL_E1, HOLD_E1], "EvaluationHeld",
             dict(evaluation_id="e1", outcome="again", patient_took_part=False), Conflict, "evaluation_id"),
     Refusal("reschedule-held-evaluation", [EVAL_E1, HOLD_E1], "EvaluationScheduled",
@@ -625,8 +625,8 @@ REFUSALS = [
     Refusal("miss-requested-meeting", [REQUEST_M1], "TriangleMeetingMissed", dict(meeting_id="m1"),
             Conflict, "meeting_id"),
     Refusal("hold-unknown-meeting", [SCHEDULE_M1], "TriangleMeetingHeld", dict(meeting_id="m2"),
-            Conflict, "meeting_id"),
-    Refusal("miss-unknown-meeting", [], "TriangleMeetingMissed", dict(meeting_id="m1"), Conflict, "meeting_id"),
+            Invalid, "meeting_id"),
+    Refusal("miss-unknown-meeting", [], "TriangleMeetingMissed", dict(meeting_id="m1"), Invalid, "meeting_id"),
     Refusal("hold-meeting-twice", [SCHEDULE_M1, HOLD_M1], "TriangleMeetingHeld", dict(meeting_id="m1"),
             Conflict, "meeting_id"),
     Refusal("miss-held-meeting", [SCHEDULE_M1, HOLD_M1], "TriangleMeetingMissed", dict(meeting_id="m1"),
@@ -641,7 +641,81 @@ REFUSALS = [
             Invalid, "no_show_strategy"),
     Refusal("blank-no-show-strategy", [REQUEST_M1], "TriangleMeetingScheduled",
             dict(_MEETING_NEW, no_show_strategy="   "), Invalid, "no_show_strategy"),
+    # Hardening (issue 9): what a clinician would expect to be refused.
+    Refusal("goal-blank-text", [], "GoalSet", dict(goal_id="g1", text=" \n ", expressed_by="patient"),
+            Invalid, "text"),
+    Refusal("goal-revised-to-blank", [GOAL_G1], "GoalRevised", dict(goal_id="g1", text="  "), Invalid, "text"),
+    Refusal("coordinator-is-a-relative", [RELATIVE_P1], "CoordinatorAssigned", dict(coordinator_id="p1"),
+            Invalid, "coordinator_id"),
+    Refusal("coordinator-is-the-patient", [], "CoordinatorAssigned", dict(coordinator_id="pat-synth-1"),
+            Invalid, "coordinator_id"),
+    Refusal("evaluation-held-before-its-time", [("EvaluationScheduled", dict(evaluation_id="e1",
+                                                                             scheduled_for=at(30)))],
+            "EvaluationHeld", dict(evaluation_id="e1", outcome="x", patient_took_part=True), Invalid, "occurred_at"),
+    Refusal("meeting-held-before-its-time", [("TriangleMeetingScheduled", _MEETING_NEW)],
+            "TriangleMeetingHeld", dict(meeting_id="m1"), Invalid, "occurred_at"),
+    Refusal("meeting-missed-before-its-time", [("TriangleMeetingScheduled", _MEETING_NEW)],
+            "TriangleMeetingMissed", dict(meeting_id="m1"), Invalid, "occurred_at"),
+    Refusal("meeting-scheduled-in-1990", [], "TriangleMeetingScheduled",
+            dict(_MEETING_NEW, scheduled_for=datetime(1990, 5, 1, 10, tzinfo=timezone.utc)),
+            Invalid, "scheduled_for"),
+    Refusal("evaluation-scheduled-before-opening", [], "EvaluationScheduled",
+            dict(evaluation_id="e1", scheduled_for=at(-30)), Invalid, "scheduled_for"),
+    Refusal("consent-already-ended", [RELATIVE_P1], "RelativeConsentGiven",
+            dict(relative_id="p1", given_how="oral", scope=["goals"], valid_from=at(1), valid_until=at(2)),
+            Invalid, "valid_until"),
+    Refusal("consent-starting-before-opening", [RELATIVE_P1], "RelativeConsentGiven",
+            dict(relative_id="p1", given_how="oral", scope=["goals"], valid_from=at(-30)), Invalid, "valid_from"),
+    Refusal("consent-recorded-by-clinician-without-how", [RELATIVE_P1], "RelativeConsentGiven",
+            dict(relative_id="p1", scope=["goals"]), Invalid, "given_how"),
+    Refusal("consent-recorded-by-clinician-as-digital", [RELATIVE_P1], "RelativeConsentGiven",
+            dict(relative_id="p1", scope=["goals"], given_how="digital"), Invalid, "given_how"),
 ]
+
+
+@pytest.mark.parametrize("type_, fields_", [
+    ("RelativeConsentGiven", dict(relative_id="p1", scope=["goals"], given_how="oral")),
+    ("RelativeConsentWithdrawn", dict(relative_id="p1")),
+])
+def test_consent_is_not_recorded_by_a_bare_system_account(type_, fields_):
+    plan = given([RELATIVE_P1, CONSENT_P1] if type_ == "RelativeConsentWithdrawn" else [RELATIVE_P1])
+    before = state(plan)
+    with pytest.raises(Forbidden):
+        COMMANDS[type_](plan, **fields_, recorded_by={"role": "integration", "id": "epr-1"}, occurred_at=T1)
+    assert state(plan) == before and plan.pending_events == []
+
+
+def test_a_patient_records_their_own_consent_as_given_digitally():
+    plan = given([RELATIVE_P1])
+    plan.give_relative_consent(relative_id="p1", scope=["goals"], recorded_by={"role": "patient", "id": "pat-synth-1"},
+                               occurred_at=T1)
+    assert plan.consents["p1"].given_how == "digital"
+    plan.withdraw_relative_consent(relative_id="p1", recorded_by={"role": "patient", "id": "pat-synth-1"},
+                                   occurred_at=at(2))
+    assert plan.consents["p1"].withdrawn_at == at(2)
+
+
+@pytest.mark.parametrize("type_, fields_", [
+    ("WhatMattersRecorded", dict(text="x", language="nb")),
+    ("GoalSet", dict(goal_id="g9", text="x", expressed_by="patient")),
+    ("PlanClosed", dict(reason="other")),
+])
+def test_nothing_happens_before_the_plan_was_opened(type_, fields_):
+    plan = given([])
+    with pytest.raises(Invalid) as raised:
+        COMMANDS[type_](plan, **fields_, **meta(at(-1)))
+    assert raised.value.field == "occurred_at" and plan.pending_events == []
+
+
+@pytest.mark.parametrize("overrides, field_", [
+    (dict(occurred_at=datetime(1, 1, 1, tzinfo=timezone.utc)), "occurred_at"),
+    (dict(occurred_at=datetime(278, 6, 1, tzinfo=timezone.utc)), "occurred_at"),
+    (dict(birth_date=date(1899, 12, 31), age_band=None), "birth_date"),
+])
+def test_a_plan_is_not_opened_before_1900(overrides, field_):
+    with pytest.raises(Invalid) as raised:
+        open_plan(**overrides)
+    assert raised.value.field == field_
 
 
 @pytest.mark.parametrize("case", REFUSALS, ids=[r.id for r in REFUSALS])
@@ -716,10 +790,10 @@ FULL_HISTORY: list[Step] = [
                               adapted_how="Interpreter")),
     RELATIVE_P1,
     PROFESSIONAL_P2,
-    ("RelativeConsentGiven", dict(relative_id="p1", scope=["goals", "meetings"], valid_from=at(1),
+    ("RelativeConsentGiven", dict(relative_id="p1", given_how="oral", scope=["goals", "meetings"], valid_from=at(1),
                                   valid_until=at(100))),
     ("RelativeConsentWithdrawn", dict(relative_id="p1")),
-    ("RelativeConsentGiven", dict(relative_id="p1", scope=["what_matters"])),
+    ("RelativeConsentGiven", dict(relative_id="p1", given_how="oral", scope=["what_matters"])),
     ("ParticipantRemoved", dict(participant_id="p1", reason="asked")),
     EVAL_E1,
     ("EvaluationHeld", dict(evaluation_id="e1", outcome="ok", patient_took_part=True, participants=["p2"])),

@@ -15,7 +15,7 @@ def full_plan() -> IndividualPlan:
     plan.assign_coordinator(coordinator_id="k1", service_level="specialist", **META)
     plan.set_goal(goal_id="g1", text="x", expressed_by="patient", **META)
     plan.add_participant(participant_id="r1", kind="relative", **META)
-    plan.give_relative_consent(relative_id="r1", scope=["goals"], **META)
+    plan.give_relative_consent(relative_id="r1", scope=["goals"], given_how="oral", **META)
     plan.schedule_evaluation(evaluation_id="e1", scheduled_for=META["occurred_at"], **META)
     plan.hold_evaluation(evaluation_id="e1", outcome="ok", patient_took_part=True, participants=["k1"], **META)
     plan.record_what_matters(text="hund", language="nb", **META)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+import uuid
 
 import jwt
 import pytest
@@ -52,7 +53,9 @@ def setup(tmp_path, keys):
 
 
 def post(client, tok):
-    return client.post("/v1/plans", json=OPEN, headers={"Authorization": f"Bearer {tok}"})
+    # a new synthetic patient each time: one patient has one open plan
+    body = {**OPEN, "patient_id": f"pat-synth-{uuid.uuid4().hex[:8]}"}
+    return client.post("/v1/plans", json=body, headers={"Authorization": f"Bearer {tok}"})
 
 
 def b64(value) -> str:
