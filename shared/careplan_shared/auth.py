@@ -8,7 +8,6 @@ behind the same ``verify`` call).
 
 from __future__ import annotations
 
-import os
 import secrets
 import time
 from dataclasses import dataclass
@@ -16,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import jwt
+
+from careplan_shared.files import load_or_create_secret
 
 ROLES = ("integration", "clinician", "coordinator", "patient", "relative")
 WRITER_ROLES = frozenset({"integration", "clinician", "coordinator"})
@@ -42,21 +43,8 @@ class Principal:
 
 
 def load_or_create_dev_key(path: Path) -> bytes:
-    """The embedded-default signing key; created atomically so racing processes agree."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        pass
-    else:
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_hex(32))
-    for _ in range(50):  # another process may be between create and write
-        text = path.read_text().strip()
-        if text:
-            return bytes.fromhex(text)
-        time.sleep(0.02)
-    raise RuntimeError(f"signing key file {path} is empty")
+    """The embedded-default signing key (0600); created atomically so racing processes agree."""
+    return bytes.fromhex(load_or_create_secret(path, lambda: secrets.token_hex(32)))
 
 
 def mint_token(

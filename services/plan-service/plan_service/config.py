@@ -104,10 +104,18 @@ class Config:
     relay: str = "off"
     # base64 AES key: event and snapshot payloads are encrypted at rest. Kept out of repr().
     encryption_key: str | None = field(default=None, repr=False)
+    # Without a key: "auto" encrypts the embedded default (SQLite) with a key made on first run
+    # beside the store (encryption_key_file); "off" stores plaintext (tests of older stores).
+    encryption: str = "auto"
 
     @property
     def sqlite_file(self) -> Path:
         return self.sqlite_path or self.data_dir / "plan-service" / "events.sqlite"
+
+    @property
+    def embedded_key_file(self) -> Path:
+        """Where the embedded default keeps the encryption key it made on first run."""
+        return self.sqlite_file.with_name("encryption.key")
 
     @property
     def signing_key_file(self) -> Path:

@@ -16,6 +16,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from careplan_shared.files import private_sqlite
+
 COLUMNS = ("at", "plan_id", "subject", "role", "on_behalf_of", "action", "result", "status")
 
 
@@ -133,7 +135,7 @@ class SQLAccessLog:
 
 
 def sqlite_access_log(path: Path) -> SQLAccessLog:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_sqlite(path)  # folder 0700, files 0600
 
     class _Conn:
         def __enter__(self):

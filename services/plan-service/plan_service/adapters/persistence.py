@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+import sqlite3
+
 from eventsourcing.cryptography import AESCipher
 
-from plan_service.config import Config
+from careplan_shared.files import load_or_create_secret, private_sqlite
+from plan_service.config import Config, validate_encryption_key
+
+log = logging.getLogger("careplan.persistence")
 
 # The library's AES-GCM cipher on the pinned `cryptography` package (eventsourcing.cipher would
 # need pycryptodome, not installed; both write the same layout: nonce, tag, ciphertext).
@@ -34,16 +40,43 @@ def eventsourcing_env(config: Config) -> dict[str, str]:
     if config.persistence == "memory":
         env["PERSISTENCE_MODULE"] = "eventsourcing.popo"
     elif config.persistence == "sqlite":
-        config.sqlite_file.parent.mkdir(parents=True, exist_ok=True)
+        private_sqlite(config.sqlite_file)  # folder 0700, files 0600
         env["PERSISTENCE_MODULE"] = "eventsourcing.sqlite"
         env["SQLITE_DBNAME"] = str(config.sqlite_file)
         env["SQLITE_LOCK_TIMEOUT"] = "10"
     elif config.persistence == "postgres":
         env["PERSISTENCE_MODULE"] = "eventsourcing.postgres"
         env.update(config.postgres)
-    if config.encryption_key:
+    key = config.encryption_key or embedded_key(config)
+    if key:
         # The library encrypts each stored event's and snapshot's state (AES-GCM); ids,
         # versions, topics and the notification log's order stay in the clear.
         env["CIPHER_TOPIC"] = CIPHER_TOPIC
-        env["CIPHER_KEY"] = config.encryption_key
+        env["CIPHER_KEY"] = key
     return env
+
+
+def embedded_key(config: Config) -> str | None:
+    """The embedded default (SQLite) is encrypted at rest even without a configured key: a key
+    is made on first run in a 0600 file beside the store, like the dev signing key. Keep that
+    file with the store (README). A store that already holds events written without a key
+    stays as it is, readable: no key is made for it, and a warning says so."""
+    if config.encryption != "auto" or config.persistence != "sqlite":
+        return None
+    path = config.embedded_key_file
+    if not path.exists() and _holds_events(config.sqlite_file):
+        log.warning("the event store was written without encryption; it stays unencrypted "
+                    "(README: encryption at rest)")
+        return None
+    return validate_encryption_key(load_or_create_secret(path, lambda: AESCipher.create_key(32)),
+                                   "the embedded encryption key file")
+
+
+def _holds_events(path) -> bool:
+    if not path.exists() or path.stat().st_size == 0:
+        return False
+    try:
+        with sqlite3.connect(path) as db:
+            return db.execute("SELECT 1 FROM stored_events LIMIT 1").fetchone() is not None
+    except sqlite3.Error:  # no such table yet
+        return False

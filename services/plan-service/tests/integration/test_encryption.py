@@ -34,8 +34,10 @@ def make_app(tmp_path: Path):
     """make_app(key) -> a PlanApplication on one SQLite file (a restart: call it again)."""
     apps: list[PlanApplication] = []
 
-    def make(key: str | None) -> PlanApplication:
-        config = Config(data_dir=tmp_path, persistence="sqlite", snapshot_interval=2, encryption_key=key)
+    def make(key: str | None, encryption: str = "off") -> PlanApplication:
+        """key None: plaintext (encryption "off"), or with "auto" the embedded default's key."""
+        config = Config(data_dir=tmp_path, persistence="sqlite", snapshot_interval=2, encryption_key=key,
+                        encryption=encryption)
         app = bootstrap(config).plans
         apps.append(app)
         return app
@@ -77,7 +79,7 @@ def test_encrypted_store_holds_no_plan_content_and_reads_back(make_app, tmp_path
     assert marker.encode() not in data and b"pat-synth-1" not in data
     stored = rows(tmp_path, "stored_events")
     snapshots = rows(tmp_path, "stored_snapshots")
-    assert len(stored) == 4 and snapshots
+    assert len([r for r in stored if r[2].startswith("careplan.IndividualPlan.")]) == 4 and snapshots
     for originator_id, version, topic, state in stored + snapshots:
         assert marker.encode() not in state and b"WhatMatters" not in state
         assert not _is_json(state), "state is ciphertext, not JSON"
@@ -146,3 +148,48 @@ def _is_json(data: bytes) -> bool:
     except (UnicodeDecodeError, ValueError):
         return False
     return True
+
+
+# -- the embedded default: encrypted without any configuration ------------------------------
+
+
+def test_the_embedded_default_is_encrypted_with_a_key_made_on_first_run(make_app, tmp_path, marker):
+    app = make_app(None, encryption="auto")
+    plan_id = record_plan(app, marker)
+    app.close()
+    key_file = tmp_path / "plan-service" / "encryption.key"
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    assert marker.encode() not in raw_bytes(tmp_path) and b"pat-synth-1" not in raw_bytes(tmp_path)
+    restarted = make_app(None, encryption="auto")  # the same key file: reads back
+    assert [w.text for w in restarted.get_plan(plan_id).what_matters][-1] == f"{marker} nr 2"
+    # the key is the one in the file: given explicitly, it reads the store too
+    assert make_app(key_file.read_text().strip()).get_plan(plan_id).version == 4
+
+
+def test_a_store_written_before_encryption_stays_readable(make_app, tmp_path, marker, caplog):
+    plan_id = record_plan(make_app(None), marker)  # an older version: no encryption
+    upgraded = make_app(None, encryption="auto")
+    assert upgraded.get_plan(plan_id).version == 4
+    assert not (tmp_path / "plan-service" / "encryption.key").exists()
+    assert "written without encryption" in caplog.text
+
+
+def test_the_embedded_default_keeps_its_files_private(tmp_path, marker):
+    data = tmp_path / "data"
+    data.mkdir(mode=0o755)
+    (data / "plan-service").mkdir(mode=0o755)
+    app = create_app(Config(data_dir=data, persistence="sqlite"))
+    client = app.test_client()
+    key = load_or_create_dev_key(data / "dev-signing.key")
+    writer = {"Authorization": "Bearer " + mint_token(key, "epr-1", "integration", on_behalf_of="clin-7")}
+    opened = client.post("/v1/plans", headers=writer, json={
+        "patient_id": "pat-files", "service_level": "municipal", "age_band": "18-25"})
+    assert opened.status_code == 201
+    client.get(f"/v1/plans/{opened.json['plan_id']}", headers=writer)
+    app.extensions["careplan"].access_log.flush()
+    folder = data / "plan-service"
+    assert folder.stat().st_mode & 0o777 == 0o700
+    files = sorted(folder.iterdir())
+    assert {f.name for f in files} >= {"events.sqlite", "access-log.sqlite", "encryption.key"}
+    assert {f.name: oct(f.stat().st_mode & 0o777) for f in files} == {f.name: "0o600" for f in files}
+    assert (data / "dev-signing.key").stat().st_mode & 0o777 == 0o600
