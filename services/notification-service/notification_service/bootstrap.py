@@ -8,6 +8,7 @@ from typing import Any
 
 from careplan_shared.auth import DevTokenVerifier, load_or_create_dev_key, mint_token
 from careplan_shared.oidc import verifier_from_env
+from notification_service.adapters.crypto import Cipher, decode_key, load_or_create_key
 from notification_service.adapters.store import PostgresStore, SQLiteStore
 from notification_service.application.consumer import Consumer
 from notification_service.application.service import Clock, Notifications
@@ -52,10 +53,20 @@ class Services:
             thread.join(timeout)
 
 
+def make_cipher(config: Config) -> Cipher:
+    """Encrypted by default: the configured key, else one made on first run under the data dir
+    (with PostgreSQL and several hosts, give them all NOTIFICATION_ENCRYPTION_KEY instead)."""
+    if config.encryption_key:
+        return Cipher(decode_key(config.encryption_key))
+    return Cipher(load_or_create_key(config.store_key_file))
+
+
 def make_store(config: Config):
+    cipher = make_cipher(config)
     if config.persistence == "postgres":
-        return PostgresStore(config.database_url)
-    return SQLiteStore(config.sqlite_file)
+        return PostgresStore(config.database_url, cipher=cipher)
+    # the default file lives in the service's own folder: that folder is made private too
+    return SQLiteStore(config.sqlite_file, cipher, private_dir=config.sqlite_path is None)
 
 
 def make_source(config: Config, key: bytes):

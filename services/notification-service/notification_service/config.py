@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from careplan_shared.config import ConfigError, env_choice, env_int
+from notification_service.adapters.crypto import decode_key
 from notification_service.domain.rules import Settings
 
 VARIABLES = (
@@ -23,7 +24,32 @@ VARIABLES = (
     "NOTIFICATION_TIMEZONE", "NOTIFICATION_WEBHOOK_URL", "NOTIFICATION_WEBHOOK_SECRET",
     "NOTIFICATION_SMTP_HOST", "NOTIFICATION_SMTP_PORT", "NOTIFICATION_SMTP_SENDER",
     "NOTIFICATION_EMAIL_ADDRESS_TEMPLATE", "NOTIFICATION_WORKER", "LOG_LEVEL",
+    "NOTIFICATION_ENCRYPTION_KEY", "NOTIFICATION_ENCRYPTION_KEY_FILE",
 )
+
+
+def encryption_key_from_env(env: Mapping[str, str]) -> str | None:
+    """NOTIFICATION_ENCRYPTION_KEY, or the content of NOTIFICATION_ENCRYPTION_KEY_FILE: standard
+    base64 of 16, 24 or 32 random bytes. Errors name the variable, never the key."""
+    value = env.get("NOTIFICATION_ENCRYPTION_KEY") or None
+    path = env.get("NOTIFICATION_ENCRYPTION_KEY_FILE") or None
+    if value and path:
+        raise ConfigError("set NOTIFICATION_ENCRYPTION_KEY or NOTIFICATION_ENCRYPTION_KEY_FILE, not both")
+    name = "NOTIFICATION_ENCRYPTION_KEY"
+    if path:
+        name += "_FILE"
+        try:
+            value = Path(path).read_text()
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{name} cannot be read: {type(e).__name__}") from None
+    if value is None:
+        return None
+    try:
+        decode_key(value)
+    except ValueError as e:
+        raise ConfigError(f"{name} {e} (make one with: python -c \"import base64, os; "
+                          "print(base64.b64encode(os.urandom(32)).decode())\")") from None
+    return value.strip()
 
 
 @dataclass(frozen=True)
@@ -53,10 +79,17 @@ class Config:
     worker: bool = True  # consume, tick and dispatch inside the service process
     log_level: str = "INFO"
     oidc: dict[str, str] = field(default_factory=dict)  # OIDC_* settings: production token issuers
+    # base64 AES key for the store's plan content; none: a key file made under the data dir.
+    encryption_key: str | None = field(default=None, repr=False)
 
     @property
     def sqlite_file(self) -> Path:
         return self.sqlite_path or self.data_dir / "notification-service" / "prompts.sqlite"
+
+    @property
+    def store_key_file(self) -> Path:
+        """The embedded default's store key (0600, in the service's 0700 folder)."""
+        return self.data_dir / "notification-service" / "store-encryption.key"
 
     @property
     def signing_key_file(self) -> Path:
@@ -120,4 +153,5 @@ class Config:
             worker=env_choice(env, "NOTIFICATION_WORKER", "on", ("on", "off")) == "on",
             log_level=env.get("LOG_LEVEL", "INFO"),
             oidc={k: v for k, v in env.items() if k.startswith("OIDC_")},
+            encryption_key=encryption_key_from_env(env),
         )

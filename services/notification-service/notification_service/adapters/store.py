@@ -2,11 +2,15 @@
 consumer positions, dead letters and the delivery outbox, all changed in one transaction.
 
 Times are stored as UTC ISO-8601 text of one fixed width, so they sort as text on both engines.
+Plan content (view state, prompt details, dead-lettered payloads) is encrypted with the store's
+cipher (adapters/crypto.py). The SQLite file, its WAL/SHM files and the key are 0600, their
+folder 0700.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import threading
 import uuid
@@ -15,6 +19,18 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
+
+from careplan_shared.files import private_sqlite
+from notification_service.adapters.crypto import Cipher, StoreUnreadable, seal, unseal
+
+
+@dataclass(frozen=True)
+class AddColumn:
+    """A column added after a table first shipped: added to existing stores, on both engines."""
+    table: str
+    column: str
+    definition: str
+
 
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS plan_views (
@@ -33,7 +49,12 @@ SCHEMA = [
         PRIMARY KEY (source, part))""",
     """CREATE TABLE IF NOT EXISTS dead_letters (
         id TEXT PRIMARY KEY, source TEXT NOT NULL, part INTEGER NOT NULL, position BIGINT NOT NULL,
-        event_id TEXT, reason TEXT NOT NULL, payload TEXT NOT NULL, created_at TEXT NOT NULL)""",
+        event_id TEXT, reason TEXT NOT NULL, payload TEXT NOT NULL, created_at TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'open', resolved_at TEXT)""",
+    AddColumn("dead_letters", "status", "TEXT NOT NULL DEFAULT 'open'"),
+    AddColumn("dead_letters", "resolved_at", "TEXT"),
+    "CREATE INDEX IF NOT EXISTS dead_letters_open ON dead_letters (status, source, part, position)",
+    "CREATE TABLE IF NOT EXISTS store_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
     """CREATE TABLE IF NOT EXISTS deliveries (
         id TEXT PRIMARY KEY, prompt_id TEXT NOT NULL, channel TEXT NOT NULL, kind TEXT NOT NULL,
         status TEXT NOT NULL, attempts INTEGER NOT NULL, next_attempt_at TEXT NOT NULL,
@@ -45,14 +66,33 @@ PROMPT_COLUMNS = ("id", "plan_id", "rule", "subject", "recipient", "status", "du
                   "escalated_at", "created_at", "acknowledged_at", "resolved_at", "details")
 
 
+UTC_MIN = datetime.min.replace(tzinfo=timezone.utc)
+UTC_MAX = datetime.max.replace(tzinfo=timezone.utc)
+KEY_CHECK = "key-check"
+
+
 def ts(moment: datetime | None) -> str | None:
+    """Fixed width for every year (strftime's %Y drops the zeros of year 1..999 on Linux, and
+    such text neither sorts nor parses back); a moment beyond UTC's range is clamped to it."""
     if moment is None:
         return None
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
+    try:
+        utc = moment.astimezone(timezone.utc)
+    except OverflowError:  # e.g. 0001-01-01T00:00+01:00 is in year 0 in UTC
+        utc = UTC_MIN if moment.year < 5000 else UTC_MAX
+    return utc.isoformat(timespec="microseconds")
+
+
+_SHORT_YEAR = re.compile(r"^(\d{1,3})-")
 
 
 def from_ts(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text) if text else None
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:  # written by an older version with a year below 1000 ("1-06-30T...")
+        return datetime.fromisoformat(_SHORT_YEAR.sub(lambda m: m.group(1).zfill(4) + "-", text))
 
 
 @dataclass
@@ -72,20 +112,32 @@ class Prompt:
     details: dict[str, Any]
 
     @classmethod
-    def from_row(cls, row: tuple) -> Prompt:
+    def from_row(cls, row: tuple, cipher: Cipher | None = None) -> Prompt:
         data = dict(zip(PROMPT_COLUMNS, row))
         for key in ("due_at", "escalate_at", "escalated_at", "created_at", "acknowledged_at", "resolved_at"):
             data[key] = from_ts(data[key])
-        data["details"] = json.loads(data["details"])
+        data["details"] = json.loads(unseal(cipher, data["details"], _context("prompts", data["id"])))
         return cls(**data)
+
+
+def _context(table: str, key: str) -> str:
+    """Associated data: a sealed value belongs to one column of one row."""
+    return f"notification-service/{table}/{key}"
+
+
+DEAD_LETTER_COLUMNS = ("source", "part", "position", "event_id", "reason", "created_at", "status", "resolved_at")
 
 
 class Tx:
     """One transaction: the queries the application needs, nothing else."""
 
-    def __init__(self, cursor: Any, placeholder: str):
+    def __init__(self, cursor: Any, placeholder: str, cipher: Cipher | None = None):
         self._cur = cursor
         self._ph = placeholder
+        self._cipher = cipher
+        # PostgreSQL: a view read to be rewritten is locked, so the clock, the consumer and
+        # `dead-letters retry` never overwrite each other's update (SQLite has one writer).
+        self._for_update = " FOR UPDATE" if placeholder == "%s" else ""
 
     def _q(self, sql: str, params: tuple = ()) -> Any:
         self._cur.execute(sql.replace("?", self._ph) if self._ph != "?" else sql, params)
@@ -108,14 +160,18 @@ class Tx:
 
     # plan views
     def load_view(self, plan_id: str) -> dict[str, Any] | None:
-        row = self._q("SELECT state FROM plan_views WHERE plan_id = ?", (plan_id,)).fetchone()
-        return json.loads(row[0]) if row else None
+        row = self._q(f"SELECT state FROM plan_views WHERE plan_id = ?{self._for_update}", (plan_id,)).fetchone()
+        return json.loads(unseal(self._cipher, row[0], _context("plan_views", plan_id))) if row else None
 
     def save_view(self, plan_id: str, version: int, state: dict[str, Any], next_check: datetime | None) -> None:
+        sealed = seal(self._cipher, json.dumps(state), _context("plan_views", plan_id))
         self._q("INSERT INTO plan_views (plan_id, version, state, next_check_at) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (plan_id) DO UPDATE SET version = excluded.version, state = excluded.state, "
                 "next_check_at = excluded.next_check_at",
-                (plan_id, version, json.dumps(state), ts(next_check)))
+                (plan_id, version, sealed, ts(next_check)))
+
+    def postpone_check(self, plan_id: str, until: datetime) -> None:
+        self._q("UPDATE plan_views SET next_check_at = ? WHERE plan_id = ?", (ts(until), plan_id))
 
     def views_due(self, now: datetime, limit: int) -> list[str]:
         rows = self._q("SELECT plan_id FROM plan_views WHERE next_check_at IS NOT NULL AND next_check_at <= ? "
@@ -125,12 +181,13 @@ class Tx:
     # prompts
     def prompts_of_plan(self, plan_id: str) -> list[Prompt]:
         rows = self._q(f"SELECT {', '.join(PROMPT_COLUMNS)} FROM prompts WHERE plan_id = ?", (plan_id,))
-        return [Prompt.from_row(r) for r in rows.fetchall()]
+        return [Prompt.from_row(r, self._cipher) for r in rows.fetchall()]
 
     def insert_prompt(self, prompt: Prompt) -> None:
         values = (prompt.id, prompt.plan_id, prompt.rule, prompt.subject, prompt.recipient, prompt.status,
                   ts(prompt.due_at), ts(prompt.escalate_at), ts(prompt.escalated_at), ts(prompt.created_at),
-                  ts(prompt.acknowledged_at), ts(prompt.resolved_at), json.dumps(prompt.details))
+                  ts(prompt.acknowledged_at), ts(prompt.resolved_at),
+                  seal(self._cipher, json.dumps(prompt.details), _context("prompts", prompt.id)))
         self._q(f"INSERT INTO prompts ({', '.join(PROMPT_COLUMNS)}) VALUES ({', '.join('?' * len(values))})",
                 values)
 
@@ -141,15 +198,19 @@ class Tx:
     def set_recipient(self, prompt_id: str, recipient: str | None) -> None:
         self._q("UPDATE prompts SET recipient = ? WHERE id = ?", (recipient, prompt_id))
 
+    def set_details(self, prompt_id: str, details: dict[str, Any]) -> None:
+        self._q("UPDATE prompts SET details = ? WHERE id = ?",
+                (seal(self._cipher, json.dumps(details), _context("prompts", prompt_id)), prompt_id))
+
     def prompt(self, prompt_id: str) -> Prompt | None:
         row = self._q(f"SELECT {', '.join(PROMPT_COLUMNS)} FROM prompts WHERE id = ?", (prompt_id,)).fetchone()
-        return Prompt.from_row(row) if row else None
+        return Prompt.from_row(row, self._cipher) if row else None
 
     def inbox(self, recipient: str, statuses: tuple[str, ...], limit: int) -> list[Prompt]:
         marks = ", ".join("?" * len(statuses))
         rows = self._q(f"SELECT {', '.join(PROMPT_COLUMNS)} FROM prompts WHERE recipient = ? "
                        f"AND status IN ({marks}) ORDER BY due_at, id LIMIT ?", (recipient, *statuses, limit))
-        return [Prompt.from_row(r) for r in rows.fetchall()]
+        return [Prompt.from_row(r, self._cipher) for r in rows.fetchall()]
 
     def acknowledge(self, prompt_id: str, at: datetime) -> None:
         self._q("UPDATE prompts SET status = 'acknowledged', acknowledged_at = ? WHERE id = ? AND status = 'open'",
@@ -159,7 +220,7 @@ class Tx:
         rows = self._q(f"SELECT {', '.join(PROMPT_COLUMNS)} FROM prompts WHERE status = 'open' "
                        "AND escalate_at IS NOT NULL AND escalate_at <= ? AND escalated_at IS NULL "
                        "ORDER BY escalate_at LIMIT ?", (ts(now), limit))
-        return [Prompt.from_row(r) for r in rows.fetchall()]
+        return [Prompt.from_row(r, self._cipher) for r in rows.fetchall()]
 
     def mark_escalated(self, prompt_id: str, at: datetime) -> None:
         self._q("UPDATE prompts SET escalated_at = ? WHERE id = ?", (ts(at), prompt_id))
@@ -170,15 +231,85 @@ class Tx:
     # dead letters
     def dead_letter(self, source: str, part: int, position: int, event_id: str | None, reason: str,
                     payload: str, at: datetime) -> None:
-        self._q("INSERT INTO dead_letters (id, source, part, position, event_id, reason, payload, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (uuid.uuid4().hex, source, part, position, event_id, reason[:500], payload, ts(at)))
+        """Record an event that could not be processed. The same event dead-lettered again (a
+        re-sent copy at a new position) updates the open dead letter instead of adding one."""
+        if event_id is not None:
+            row = self._q("SELECT id FROM dead_letters WHERE event_id = ? AND status = 'open'",
+                          (event_id,)).fetchone()
+            if row:
+                self.dead_letter_failed(row[0], reason)
+                return
+        letter_id = uuid.uuid4().hex
+        self._q("INSERT INTO dead_letters (id, source, part, position, event_id, reason, payload, created_at, "
+                "status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'open')",
+                (letter_id, source, part, position, event_id, reason[:500],
+                 seal(self._cipher, payload, _context("dead_letters", letter_id)), ts(at)))
 
-    def dead_letters(self, limit: int = 100) -> list[dict[str, Any]]:
-        rows = self._q("SELECT source, part, position, event_id, reason, created_at FROM dead_letters "
-                       "ORDER BY created_at LIMIT ?", (limit,))
-        keys = ("source", "part", "position", "event_id", "reason", "created_at")
-        return [dict(zip(keys, r)) for r in rows.fetchall()]
+    def dead_letters(self, limit: int = 100, status: str | None = "open") -> list[dict[str, Any]]:
+        where, params = ("WHERE status = ? ", (status,)) if status else ("", ())
+        rows = self._q(f"SELECT {', '.join(DEAD_LETTER_COLUMNS)} FROM dead_letters {where}"
+                       "ORDER BY created_at, source, part, position LIMIT ?", (*params, limit))
+        return [dict(zip(DEAD_LETTER_COLUMNS, r)) for r in rows.fetchall()]
+
+    def count_dead_letters(self, status: str = "open") -> int:
+        return int(self._q("SELECT COUNT(*) FROM dead_letters WHERE status = ?", (status,)).fetchone()[0])
+
+    def open_dead_letters(self, limit: int) -> list[dict[str, Any]]:
+        """The open dead letters in position order, with their payload (decrypted)."""
+        rows = self._q("SELECT id, source, part, position, event_id, payload FROM dead_letters "
+                       "WHERE status = 'open' ORDER BY source, part, position, created_at LIMIT ?", (limit,))
+        keys = ("id", "source", "part", "position", "event_id", "payload")
+        letters = [dict(zip(keys, r)) for r in rows.fetchall()]
+        for letter in letters:
+            letter["payload"] = unseal(self._cipher, letter["payload"], _context("dead_letters", letter["id"]))
+        return letters
+
+    def resolve_dead_letter(self, letter_id: str, at: datetime) -> None:
+        self._q("UPDATE dead_letters SET status = 'resolved', resolved_at = ? WHERE id = ?", (ts(at), letter_id))
+
+    def resolve_dead_letters_of_event(self, event_id: str, at: datetime) -> None:
+        self._q("UPDATE dead_letters SET status = 'resolved', resolved_at = ? WHERE event_id = ? "
+                "AND status = 'open'", (ts(at), event_id))
+
+    def dead_letter_failed(self, letter_id: str, reason: str) -> None:
+        self._q("UPDATE dead_letters SET reason = ? WHERE id = ?", (reason[:500], letter_id))
+
+    # the store itself
+    def meta(self, name: str) -> str | None:
+        row = self._q("SELECT value FROM store_meta WHERE name = ?", (name,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, name: str, value: str) -> None:
+        self._q("INSERT INTO store_meta (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING", (name, value))
+
+    def columns(self, table: str) -> set[str]:
+        if self._ph == "?":
+            return {r[1] for r in self._q(f"PRAGMA table_info({table})").fetchall()}
+        rows = self._q("SELECT column_name FROM information_schema.columns WHERE table_name = ? "
+                       "AND table_schema = current_schema()", (table,))
+        return {r[0] for r in rows.fetchall()}
+
+    def create_schema(self) -> None:
+        for statement in SCHEMA:
+            if isinstance(statement, AddColumn):
+                if self._ph != "?":
+                    self._q(f"ALTER TABLE {statement.table} ADD COLUMN IF NOT EXISTS {statement.column} "
+                            f"{statement.definition}")
+                elif statement.column not in self.columns(statement.table):
+                    self._q(f"ALTER TABLE {statement.table} ADD COLUMN {statement.column} {statement.definition}")
+            else:
+                self._q(statement)
+
+    def check_key(self) -> None:
+        """The first store opened with a key records a sealed marker; a later start with another
+        key (or none) fails here, at start-up, instead of at the first event."""
+        marker = self.meta(KEY_CHECK)
+        if marker is None:
+            if self._cipher is not None:
+                self.set_meta(KEY_CHECK, seal(self._cipher, KEY_CHECK, _context("store_meta", KEY_CHECK)))
+            return
+        if unseal(self._cipher, marker, _context("store_meta", KEY_CHECK)) != KEY_CHECK:
+            raise StoreUnreadable("the store's key check does not match")
 
     # delivery outbox
     def enqueue_delivery(self, prompt_id: str, channel: str, kind: str, at: datetime) -> None:
@@ -205,13 +336,20 @@ class Tx:
 
 
 class SQLiteStore:
-    def __init__(self, path: Path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
+    """``cipher=None`` stores plaintext (tests of old stores); bootstrap always gives one.
+    ``private_dir``: make the folder 0700 even if it existed (the service's own folder); a
+    folder the store creates is always 0700."""
+
+    transient_errors: tuple[type[Exception], ...] = (sqlite3.OperationalError,)  # e.g. "database is locked"
+
+    def __init__(self, path: Path, cipher: Cipher | None = None, *, private_dir: bool = False):
+        self.path = private_sqlite(path, private_folder=private_dir)
+        self.cipher = cipher
         self._write_lock = threading.Lock()  # one writer in this process; others wait in SQLite
         with self.transaction() as tx:
-            for statement in SCHEMA:
-                tx._q(statement)
+            tx.create_schema()
+            tx.check_key()
+        private_sqlite(path, private_folder=private_dir)  # the -wal and -shm files SQLite just made
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
@@ -226,7 +364,7 @@ class SQLiteStore:
             with self._write_lock:
                 db.execute("BEGIN IMMEDIATE")
                 try:
-                    yield Tx(db.cursor(), "?")
+                    yield Tx(db.cursor(), "?", self.cipher)
                 except BaseException:
                     db.execute("ROLLBACK")
                     raise
@@ -239,22 +377,26 @@ class SQLiteStore:
 
 
 class PostgresStore:
-    def __init__(self, conninfo: str, pool_size: int = 8):
+    def __init__(self, conninfo: str, pool_size: int = 8, cipher: Cipher | None = None):
+        import psycopg
         from psycopg_pool import ConnectionPool
 
+        # lost connections, deadlocks, serialization failures: retried, never the event's fault
+        self.transient_errors = (psycopg.OperationalError,)
+        self.cipher = cipher
         self.pool = ConnectionPool(conninfo, min_size=1, max_size=pool_size, open=True,
                                    kwargs={"autocommit": False})
         with self.transaction() as tx:
             tx._q("SELECT pg_advisory_xact_lock(8082)")  # two instances creating tables at once
-            for statement in SCHEMA:
-                tx._q(statement)
+            tx.create_schema()
+            tx.check_key()
 
     @contextmanager
     def transaction(self) -> Iterator[Tx]:
         with self.pool.connection() as db:
             with db.transaction():
                 with db.cursor() as cur:
-                    yield Tx(cur, "%s")
+                    yield Tx(cur, "%s", self.cipher)
 
     def close(self) -> None:
         self.pool.close()

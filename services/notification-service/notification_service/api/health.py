@@ -14,7 +14,8 @@ def readiness() -> dict[str, Any]:
 
     def counts() -> dict[str, int]:
         with services.notifications.store.transaction() as tx:
-            return {"prompts": tx.count_prompts(), "dead_letters": len(tx.dead_letters(1000))}
+            # open dead letters: events not in their plan's view until `dead-letters retry`
+            return {"prompts": tx.count_prompts(), "dead_letters": tx.count_dead_letters("open")}
 
     result = probe("store", counts)
     checks: dict[str, Any] = {"store": "unreachable"} if result == "unreachable" else {"store": "ok", **result}

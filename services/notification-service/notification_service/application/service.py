@@ -4,7 +4,10 @@
   prompts it creates or resolves, their deliveries and the source position are stored in ONE
   transaction, so a redelivered or replayed event changes nothing (exactly-once effect). An
   event that cannot be processed goes to the dead letters, with the reason, and the position
-  moves on.
+  moves on; so does its plan's view (it records the version it skipped), so one bad event never
+  stops a plan's later prompts.
+- ``retry_dead_letters``: after a fix, the open dead letters again, in position order, applied
+  late onto the current view; resolved, or left open with the new reason.
 - ``tick``: the clock's turn: time-based rules for plans whose next check is due, and
   escalation of prompts not acknowledged in time.
 - the inbox: list, read and acknowledge one's own prompts.
@@ -21,12 +24,25 @@ from typing import Any, Protocol
 
 from marshmallow import ValidationError
 
-from careplan_shared.events import UnknownEventType, decode_event
+from careplan_shared.events import IntegrationEvent, UnknownEventType, decode_event
+from notification_service.adapters.crypto import StoreUnreadable
 from notification_service.adapters.store import Prompt, Tx
 from notification_service.domain.rules import Settings, desired_prompts, next_check
-from notification_service.domain.view import OutOfOrder, PlanView, apply, is_redelivery
+from notification_service.domain.view import (
+    OutOfOrder, PlanView, apply, apply_late, is_late, is_redelivery, skip,
+)
 
 log = logging.getLogger("careplan.notifications")
+
+# A plan_version the store's INTEGER column holds on both engines (PostgreSQL: 32 bits).
+MAX_PLAN_VERSION = 2**31 - 1
+# Errors that are the event's (or a rule's) and not a bug: their message goes into the reason.
+EXPECTED = (OutOfOrder, KeyError, TypeError, ValueError, OverflowError)
+RECHECK_AFTER_FAILURE = timedelta(days=1)
+
+
+class Undecodable(Exception):
+    pass
 
 
 class Clock(Protocol):
@@ -55,6 +71,8 @@ class ManualClock:
 
 
 class Store(Protocol):
+    transient_errors: tuple[type[Exception], ...]  # the store's trouble, not the event's: retried
+
     def transaction(self) -> Any: ...
 
 
@@ -86,7 +104,9 @@ class Notifications:
 
     def handle(self, source: str, part: int, position: int, raw: bytes | str | dict[str, Any]) -> Outcome:
         """One event, one transaction. An unexpected failure while processing it (a bug, not
-        bad input) dead-letters the event in a second transaction, so the stream goes on."""
+        bad input) dead-letters the event in a second transaction, moving its plan's view past
+        it, so the stream and the plan go on. The store's own trouble (unreachable, locked, a
+        wrong key) is raised: nothing is dead-lettered, the consumer retries."""
         now = self.clock.now()
         try:
             with self.store.transaction() as tx:
@@ -95,11 +115,11 @@ class Notifications:
                     return Outcome("duplicate")
                 outcome = self._apply(tx, source, part, position, raw, now, {})
                 tx.set_position(source, part, position)
+        except self._fatal():
+            raise
         except Exception as e:  # noqa: BLE001
             log.error("event processing failed", extra={"error_type": type(e).__name__, "position": position})
-            with self.store.transaction() as tx:
-                outcome = self._dead(tx, source, part, position, None, f"error: {type(e).__name__}", raw, now)
-                tx.set_position(source, part, position)
+            outcome = self._isolate(source, part, position, raw, now, f"error: {type(e).__name__}")
         self.processed += 1
         return outcome
 
@@ -123,37 +143,79 @@ class Notifications:
                 for part in {r.part for r in records}:
                     if part in done:
                         tx.set_position(source, part, done[part])
+        except self._fatal():
+            raise
         except Exception:  # noqa: BLE001 - isolate the record that fails
             return [self.handle(source, r.part, r.position, r.raw) for r in records]
         self.processed += len(records)
         return outcomes
 
+    def _fatal(self) -> tuple[type[Exception], ...]:
+        return (StoreUnreadable, *getattr(self.store, "transient_errors", ()))
+
     def _apply(self, tx: Tx, source: str, part: int, position: int, raw: Any, now: datetime,
                views: dict[str, PlanView], save: bool = True) -> Outcome:
-        text = raw if isinstance(raw, str) else raw.decode("utf-8", "replace") if isinstance(raw, bytes) else None
         try:
-            data = json.loads(text) if text is not None else raw
-            if not isinstance(data, dict):
-                raise ValueError("not a JSON object")
-            event = decode_event(data)
-        except (ValueError, ValidationError, UnknownEventType, TypeError) as e:
-            return self._dead(tx, source, part, position, None, f"undecodable: {_reason(e)}", raw, now)
+            event = _decode(raw)
+        except Undecodable as e:
+            return self._dead(tx, source, part, position, None, f"undecodable: {e}", raw, now)
         plan_id = str(event.plan_id)
-        view = views.get(plan_id)
-        if view is None:
-            stored = tx.load_view(plan_id)
-            view = PlanView.from_json(stored) if stored else PlanView(plan_id)
+        view, copy = self._view(tx, plan_id, views)
         if is_redelivery(view, event):
             return Outcome("duplicate")
+        late = is_late(view, event)  # skipped earlier; here again (a re-sent copy): apply it now
         try:
-            apply(view, event)
-        except (OutOfOrder, KeyError, TypeError) as e:
-            views.pop(plan_id, None)  # the view may be half-changed: read it again from the store
-            return self._dead(tx, source, part, position, str(event.event_id), f"unprocessable: {_reason(e)}",
-                              raw, now)
+            apply_late(view, event) if late else apply(view, event)
+        except Exception as e:  # noqa: BLE001 - any failure: this event only, never its plan
+            view = PlanView.from_json(copy) if copy is not None else PlanView(plan_id)  # may be half-changed
+            if not late:
+                skip(view, event.plan_version)
+            views[plan_id] = view
+            self._dead(tx, source, part, position, str(event.event_id), _failure(e), raw, now)
+            self._reconcile(tx, view, now, save=save)
+            return Outcome("dead_letter")
         views[plan_id] = view
+        if late:
+            tx.resolve_dead_letters_of_event(str(event.event_id), now)
         created, resolved = self._reconcile(tx, view, now, save=save)
         return Outcome("processed", created, resolved)
+
+    def _view(self, tx: Tx, plan_id: str, views: dict[str, PlanView]) -> tuple[PlanView, dict[str, Any] | None]:
+        """The plan's view, and a copy of its state to fall back to if an event fails halfway."""
+        view = views.get(plan_id)
+        if view is not None:
+            return view, view.to_json()
+        stored = tx.load_view(plan_id)
+        return (PlanView.from_json(stored), stored) if stored else (PlanView(plan_id), None)
+
+    def _isolate(self, source: str, part: int, position: int, raw: Any, now: datetime, reason: str) -> Outcome:
+        """After a failure that rolled the event's transaction back: dead-letter it and move its
+        plan's view past it (without the rules, which may be what failed). If even that fails,
+        dead-letter it alone, as before."""
+        try:
+            with self.store.transaction() as tx:
+                try:
+                    event = _decode(raw)
+                except Undecodable:
+                    event = None
+                if event is not None:
+                    view, _ = self._view(tx, str(event.plan_id), {})
+                    if not view.reflects(event.plan_version) and not is_late(view, event):
+                        skip(view, event.plan_version)
+                        self._save_view(tx, view, now)
+                outcome = self._dead(tx, source, part, position, str(event.event_id) if event else None,
+                                     reason, raw, now)
+                tx.set_position(source, part, position)
+            return outcome
+        except self._fatal():
+            raise
+        except Exception as e:  # noqa: BLE001
+            log.error("moving past a failed event failed", extra={"error_type": type(e).__name__,
+                                                                  "position": position})
+        with self.store.transaction() as tx:
+            outcome = self._dead(tx, source, part, position, None, reason, raw, now)
+            tx.set_position(source, part, position)
+        return outcome
 
     def _dead(self, tx: Tx, source: str, part: int, position: int, event_id: str | None, reason: str,
               raw: Any, now: datetime) -> Outcome:
@@ -166,22 +228,80 @@ class Notifications:
         log.warning("event dead-lettered", extra={"position": position, "reason": reason.split(":")[0]})
         return Outcome("dead_letter")
 
+    # -- dead letters -------------------------------------------------------------------
+
+    def retry_dead_letters(self, limit: int = 100_000) -> dict[str, int]:
+        """The open dead letters again, in position order, each in its own transaction: decoded,
+        applied late onto the plan's current view (an event the view already reflects is not
+        applied twice), prompts reconciled, marked resolved; one that fails again stays open
+        with its new reason."""
+        now = self.clock.now()
+        with self.store.transaction() as tx:
+            letters = tx.open_dead_letters(limit)
+        resolved = failing = 0
+        for letter in letters:
+            try:
+                with self.store.transaction() as tx:
+                    reason = self._retry(tx, letter, now)
+                    if reason is None:
+                        tx.resolve_dead_letter(letter["id"], now)
+                    else:
+                        tx.dead_letter_failed(letter["id"], reason)
+            except self._fatal():
+                raise
+            except Exception as e:  # noqa: BLE001 - this one stays open; the next may work
+                reason = f"error: {type(e).__name__}"
+                with self.store.transaction() as tx:
+                    tx.dead_letter_failed(letter["id"], reason)
+            if reason is None:
+                resolved += 1
+            else:
+                failing += 1
+                log.warning("dead letter still failing", extra={"position": letter["position"],
+                                                                "reason": reason.split(":")[0]})
+        return {"retried": len(letters), "resolved": resolved, "still_failing": failing}
+
+    def _retry(self, tx: Tx, letter: dict[str, Any], now: datetime) -> str | None:
+        """None when the letter's event is now in its plan's view; else why not."""
+        try:
+            event = _decode(letter["payload"])
+        except Undecodable as e:
+            return f"undecodable: {e}"
+        view, _ = self._view(tx, str(event.plan_id), {})
+        if view.reflects(event.plan_version):
+            return None  # a re-sent copy was applied meanwhile: nothing to do twice
+        try:
+            apply_late(view, event)  # the version check is not the gate: the view moved past it
+        except Exception as e:  # noqa: BLE001 - nothing of the half-changed view is saved
+            return _failure(e)
+        self._reconcile(tx, view, now)
+        return None
+
     def positions(self, source: str) -> dict[int, int]:
         with self.store.transaction() as tx:
             return tx.positions(source)
 
-    def dead_letters(self, limit: int = 100) -> list[dict[str, Any]]:
+    def dead_letters(self, limit: int = 100, status: str | None = "open") -> list[dict[str, Any]]:
         with self.store.transaction() as tx:
-            return tx.dead_letters(limit)
+            return tx.dead_letters(limit, status)
+
+    def open_dead_letter_count(self) -> int:
+        with self.store.transaction() as tx:
+            return tx.count_dead_letters("open")
 
     # -- rules --------------------------------------------------------------------------
 
     def _save_view(self, tx: Tx, view: PlanView, now: datetime) -> None:
-        tx.save_view(view.plan_id, view.version, view.to_json(), next_check(view, now, self.settings))
+        try:
+            check = next_check(view, now, self.settings)
+        except Exception as e:  # noqa: BLE001 - look again tomorrow rather than lose the update
+            log.warning("next check failed", extra={"error_type": type(e).__name__})
+            check = now + RECHECK_AFTER_FAILURE
+        tx.save_view(view.plan_id, view.version, view.to_json(), check)
 
     def _reconcile(self, tx: Tx, view: PlanView, now: datetime, save: bool = True) -> tuple[int, int]:
         """Make the stored prompts of this plan what the rules want now; save the view."""
-        wanted = {(p.rule, p.subject): p for p in desired_prompts(view, now, self.settings)}
+        wanted = {(p.rule, p.subject): p for p in desired_prompts(view, now, self.settings, _rule_failed)}
         existing = {(p.rule, p.subject): p for p in tx.prompts_of_plan(view.plan_id)}
         created = resolved = 0
         for key, spec in wanted.items():
@@ -199,8 +319,11 @@ class Notifications:
             if key not in wanted:
                 tx.resolve_prompt(prompt.id, now)
                 resolved += 1
-            elif prompt.recipient != view.coordinator_id:
-                tx.set_recipient(prompt.id, view.coordinator_id)
+            else:
+                if prompt.recipient != view.coordinator_id:
+                    tx.set_recipient(prompt.id, view.coordinator_id)
+                if prompt.details != wanted[key].details:  # e.g. a late event filled in the strategy
+                    tx.set_details(prompt.id, wanted[key].details)
         if save:
             self._save_view(tx, view, now)
         return created, resolved
@@ -213,7 +336,7 @@ class Notifications:
             with self.store.transaction() as tx:
                 plan_ids = tx.views_due(now, batch)
                 for plan_id in plan_ids:
-                    self._reconcile(tx, PlanView.from_json(tx.load_view(plan_id)), now)
+                    self._tick_one(tx, plan_id, now)
                 checked += len(plan_ids)
             if len(plan_ids) < batch:
                 break
@@ -224,6 +347,16 @@ class Notifications:
                     tx.enqueue_delivery(prompt.id, channel, "escalated", now)
                 escalated += 1
         return {"checked": checked, "escalated": escalated}
+
+    def _tick_one(self, tx: Tx, plan_id: str, now: datetime) -> None:
+        """One plan's turn; a plan whose view cannot be read does not stop the others."""
+        try:
+            self._reconcile(tx, PlanView.from_json(tx.load_view(plan_id)), now)
+        except self._fatal():
+            raise
+        except Exception as e:  # noqa: BLE001
+            log.warning("time-based rules failed for a plan", extra={"error_type": type(e).__name__})
+            tx.postpone_check(plan_id, now + RECHECK_AFTER_FAILURE)
 
     # -- the inbox ----------------------------------------------------------------------
 
@@ -249,6 +382,32 @@ class Notifications:
             if prompt.status == "open":
                 tx.acknowledge(prompt_id, self.clock.now())
             return tx.prompt(prompt_id)
+
+
+def _decode(raw: Any) -> IntegrationEvent:
+    """bytes (Kafka), text (a dead letter's payload) or a JSON object (the feed) -> an event."""
+    text = raw if isinstance(raw, str) else raw.decode("utf-8", "replace") if isinstance(raw, bytes) else None
+    try:
+        data = json.loads(text) if text is not None else raw
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        event = decode_event(data)
+    except (ValueError, ValidationError, UnknownEventType, TypeError, RecursionError) as e:
+        raise Undecodable(_reason(e)) from None
+    if event.plan_version > MAX_PLAN_VERSION:
+        raise Undecodable(f"plan_version above {MAX_PLAN_VERSION}")
+    return event
+
+
+def _failure(error: Exception) -> str:
+    """The dead letter's reason: the message of an expected error; only the type of a bug."""
+    if isinstance(error, EXPECTED):
+        return f"unprocessable: {_reason(error)}"
+    return f"error: {type(error).__name__}"
+
+
+def _rule_failed(rule: str, error: Exception) -> None:
+    log.warning("a rule failed for a plan and was skipped", extra={"reason": rule, "error_type": type(error).__name__})
 
 
 def _reason(error: Exception) -> str:

@@ -5,12 +5,16 @@ should be open. The application compares that with what is stored: missing promp
 created (once: a prompt's key is never created twice), prompts no longer needed are resolved
 by themselves (the plan shows it was dealt with). Seeds 003 and 004 are why: plans must be
 evaluated regularly, and a young person who does not come must be followed up as agreed.
+
+Times in events can be anywhere from year 1 to 9999: arithmetic near those ends saturates
+(``_plus``) instead of raising, and a rule that still fails is skipped for that plan by
+``desired_prompts`` (told to ``on_error``), so the other rules and the view's update go on.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, time, timedelta
+from datetime import datetime, time, timedelta, timezone
 from typing import Any, Callable
 from zoneinfo import ZoneInfo
 
@@ -43,20 +47,35 @@ class PromptSpec:
 Rule = Callable[[PlanView, datetime, Settings], list[PromptSpec]]
 
 
+EARLIEST = datetime.min.replace(tzinfo=timezone.utc)
+LATEST = datetime.max.replace(tzinfo=timezone.utc)
+
+
+def _plus(moment: datetime, delta: timedelta) -> datetime:
+    """moment + delta, saturating at the ends of time instead of raising OverflowError."""
+    try:
+        return moment + delta
+    except OverflowError:
+        return LATEST if delta > timedelta(0) else EARLIEST
+
+
 def _day_start(moment: datetime, s: Settings) -> datetime:
-    local = moment.astimezone(s.tz)
+    try:
+        local = moment.astimezone(s.tz)
+    except (OverflowError, ValueError):  # the first or last day of time: it has no local day
+        return moment
     return datetime.combine(local.date(), time.min, tzinfo=s.tz)
 
 
 def _day_end(moment: datetime, s: Settings) -> datetime:
-    return _day_start(moment, s) + timedelta(days=1) - timedelta(microseconds=1)
+    return _plus(_plus(_day_start(moment, s), timedelta(days=1)), -timedelta(microseconds=1))
 
 
 def evaluation_due(view: PlanView, now: datetime, s: Settings) -> list[PromptSpec]:
     """A scheduled evaluation is due on its day; overdue (escalated) after the grace period."""
     return [
         PromptSpec("evaluation_due", evaluation_id, e["scheduled_for"],
-                   escalate_at=e["scheduled_for"] + s.evaluation_grace,
+                   escalate_at=_plus(e["scheduled_for"], s.evaluation_grace),
                    details={"evaluation_id": evaluation_id})
         for evaluation_id, e in sorted(view.evaluations.items())
         if e["held_at"] is None and now >= _day_start(e["scheduled_for"], s)
@@ -68,7 +87,7 @@ def evaluation_suggested(view: PlanView, now: datetime, s: Settings) -> list[Pro
     if any(e["held_at"] is None for e in view.evaluations.values()) or view.opened_at is None:
         return []
     anchor = view.last_evaluation_at or view.opened_at
-    due = anchor + s.evaluation_interval
+    due = _plus(anchor, s.evaluation_interval)
     if now < due:
         return []
     return [PromptSpec("evaluation_suggested", f"since {anchor.date().isoformat()}", due,
@@ -98,7 +117,7 @@ def no_show_follow_up(view: PlanView, now: datetime, s: Settings) -> list[Prompt
         due = _day_end(m["missed_at"], s)
         prompts.append(PromptSpec(
             "no_show_follow_up", f"{meeting_id}#{m['times_missed']}", due,
-            escalate_at=due + s.no_show_grace,
+            escalate_at=_plus(due, s.no_show_grace),
             details={"meeting_id": meeting_id, "no_show_strategy": m["no_show_strategy"],
                      "place": m["place"], "transport": m["transport"], "companion": m["companion"],
                      "times_missed": m["times_missed"]}))
@@ -117,7 +136,7 @@ def written_information_due(view: PlanView, now: datetime, s: Settings) -> list[
             for other in view.information.values())
         if not written_later:
             prompts.append(PromptSpec("written_information_due", information_id,
-                                      info["given_at"] + s.written_information_after,
+                                      _plus(info["given_at"], s.written_information_after),
                                       details={"information_id": information_id, "topic": info["topic"]}))
     return prompts
 
@@ -129,7 +148,7 @@ def consent_expiring(view: PlanView, now: datetime, s: Settings) -> list[PromptS
         until = c["valid_until"]
         if c["withdrawn"] or until is None:
             continue
-        if until - s.consent_warning <= now < until:
+        if _plus(until, -s.consent_warning) <= now < until:
             prompts.append(PromptSpec("consent_expiring", f"{relative_id}@{until.isoformat()}", until,
                                       details={"relative_id": relative_id}))
     return prompts
@@ -141,11 +160,21 @@ RULES: tuple[Rule, ...] = (
 )
 
 
-def desired_prompts(view: PlanView, now: datetime, s: Settings) -> list[PromptSpec]:
-    """Every prompt the plan needs now. A closed plan needs none."""
+def desired_prompts(view: PlanView, now: datetime, s: Settings,
+                    on_error: Callable[[str, Exception], None] | None = None) -> list[PromptSpec]:
+    """Every prompt the plan needs now. A closed plan needs none. With ``on_error``, a rule
+    that raises is left out for this plan (and told to it); without, the error propagates."""
     if view.closed:
         return []
-    return [prompt for rule in RULES for prompt in rule(view, now, s)]
+    prompts: list[PromptSpec] = []
+    for rule in RULES:
+        try:
+            prompts += rule(view, now, s)
+        except Exception as e:  # noqa: BLE001 - one rule's failure must not cost the others
+            if on_error is None:
+                raise
+            on_error(rule.__name__, e)
+    return prompts
 
 
 def next_check(view: PlanView, now: datetime, s: Settings) -> datetime | None:
@@ -157,16 +186,19 @@ def next_check(view: PlanView, now: datetime, s: Settings) -> datetime | None:
         if e["held_at"] is None:
             moments.append(_day_start(e["scheduled_for"], s))
     if view.opened_at and not any(e["held_at"] is None for e in view.evaluations.values()):
-        moments.append((view.last_evaluation_at or view.opened_at) + s.evaluation_interval)
+        moments.append(_plus(view.last_evaluation_at or view.opened_at, s.evaluation_interval))
     for c in view.consents.values():
         if not c["withdrawn"] and c["valid_until"] is not None:
-            moments += [c["valid_until"] - s.consent_warning, c["valid_until"]]
+            moments += [_plus(c["valid_until"], -s.consent_warning), c["valid_until"]]
     if view.birth_date:  # turning 15 or 26 changes the triangle-meeting rule
         for years in (15, 26):
+            year = view.birth_date.year + years
+            if year > LATEST.year:
+                continue  # a birthday after the end of time never comes
             try:
-                birthday = view.birth_date.replace(year=view.birth_date.year + years)
+                birthday = view.birth_date.replace(year=year)
             except ValueError:  # 29 February
-                birthday = view.birth_date.replace(year=view.birth_date.year + years, day=28)
+                birthday = view.birth_date.replace(year=year, day=28)
             moments.append(datetime.combine(birthday, time.min, tzinfo=s.tz))
     future = [m for m in moments if m > now]
     return min(future) if future else None

@@ -2,6 +2,14 @@
 
 It never reads plan-service's database. Events arrive in order per plan; one whose
 ``plan_version`` is not newer than the view's is a redelivery and changes nothing.
+
+An event that cannot be applied must not stop its plan (every later event would be "out of
+order" and the coordinator would silently get nothing more): the view moves past it
+(``skip``) and remembers the versions it skipped. Such a version can still be applied later
+(``apply_late``: a fixed handler, ``dead-letters retry``, a re-sent copy). Because a late event
+is older than what the view already shows, each thing it sets (the coordinator, a meeting's
+status, a consent...) remembers the version that set it (``set_by``), and an older event does
+not override a newer one.
 """
 
 from __future__ import annotations
@@ -40,6 +48,12 @@ class PlanView:
     # professional participants' service levels, by participant id
     professionals: dict[str, str] = field(default_factory=dict)
     closed: bool = False
+    # versions moved past without being applied: [[first, last], ...], sorted, not overlapping
+    skipped: list[list[int]] = field(default_factory=list)
+    # what set each order-sensitive thing: "coordinator", "meeting:<id>:status", ... -> version
+    set_by: dict[str, int] = field(default_factory=dict)
+    # the earliest moment each service level took part (late events can only move it earlier)
+    level_since: dict[str, datetime] = field(default_factory=dict)
 
     # -- persistence as JSON ------------------------------------------------------------
 
@@ -59,10 +73,26 @@ class PlanView:
         bands = {"0-14": (0, 14), "15-17": (15, 17), "18-25": (18, 25), "26-64": (26, 64), "65+": (65, 200)}
         return bands.get(self.age_band or "")
 
+    def is_skipped(self, version: int) -> bool:
+        return any(first <= version <= last for first, last in self.skipped)
+
+    def reflects(self, version: int) -> bool:
+        """The event of this version is in the view (applied, or one this service has no use for)."""
+        return version <= self.version and not self.is_skipped(version)
+
+
+def _escape(key: Any) -> Any:
+    # Keys are ids from events: "$dt" as a meeting or participant id must not read back as a date.
+    return "$" + key if isinstance(key, str) and key.startswith("$") else key
+
+
+def _unescape(key: Any) -> Any:
+    return key[1:] if isinstance(key, str) and key.startswith("$$") else key
+
 
 def _encode(value: Any) -> Any:
     if isinstance(value, dict):
-        return {k: _encode(v) for k, v in value.items()}
+        return {_escape(k): _encode(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_encode(v) for v in value]
     if isinstance(value, datetime):
@@ -74,35 +104,108 @@ def _encode(value: Any) -> Any:
 
 def _decode(value: Any) -> Any:
     if isinstance(value, dict):
-        if set(value) == {"$dt"}:
+        if set(value) == {"$dt"} and isinstance(value["$dt"], str):
             return datetime.fromisoformat(value["$dt"])
-        if set(value) == {"$d"}:
+        if set(value) == {"$d"} and isinstance(value["$d"], str):
             return date.fromisoformat(value["$d"])
-        return {k: _decode(v) for k, v in value.items()}
+        return {_unescape(k): _decode(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_decode(v) for v in value]
     return value
 
 
 def is_redelivery(view: PlanView, event: IntegrationEvent) -> bool:
-    return event.plan_version <= view.version
+    return view.reflects(event.plan_version)
+
+
+def is_late(view: PlanView, event: IntegrationEvent) -> bool:
+    """An event the view moved past without applying it (see ``skip``)."""
+    return event.plan_version <= view.version and view.is_skipped(event.plan_version)
 
 
 def apply(view: PlanView, event: IntegrationEvent) -> PlanView:
-    """Fold one new event into the view (mutates and returns it)."""
+    """Fold one new event into the view (mutates and returns it). If it raises, the view may be
+    half-changed: the caller restores its copy."""
     if event.plan_version != view.version + 1:
         raise OutOfOrder(f"plan version {event.plan_version} after {view.version}")
-    handler = _HANDLERS.get(event.event_type)
-    if handler is not None:  # types this service has no use for still advance the version
-        handler(view, event.payload, event)
+    _handle(view, event)
     view.version = event.plan_version
     return view
 
 
+def apply_late(view: PlanView, event: IntegrationEvent) -> PlanView:
+    """Fold in an event the version check would refuse: one the view skipped, or one beyond a
+    gap (its missing versions are then recorded as skipped). Never one the view reflects."""
+    version = event.plan_version
+    if view.reflects(version):
+        raise ValueError(f"plan version {version} is already in the view")
+    _handle(view, event)
+    if version > view.version:
+        _add_skipped(view, view.version + 1, version - 1)
+        view.version = version
+    else:
+        _remove_skipped(view, version)
+    return view
+
+
+def skip(view: PlanView, version: int) -> PlanView:
+    """Move past an event that cannot be applied (and past any gap before it), remembering them."""
+    if version > view.version:
+        _add_skipped(view, view.version + 1, version)
+        view.version = version
+    return view
+
+
+def _add_skipped(view: PlanView, first: int, last: int) -> None:
+    if first > last:
+        return
+    ranges = sorted([*view.skipped, [first, last]])
+    merged: list[list[int]] = []
+    for lo, hi in ranges:
+        if merged and lo <= merged[-1][1] + 1:
+            merged[-1][1] = max(merged[-1][1], hi)
+        else:
+            merged.append([lo, hi])
+    view.skipped = merged
+
+
+def _remove_skipped(view: PlanView, version: int) -> None:
+    kept: list[list[int]] = []
+    for lo, hi in view.skipped:
+        if lo <= version <= hi:
+            kept += [r for r in ([lo, version - 1], [version + 1, hi]) if r[0] <= r[1]]
+        else:
+            kept.append([lo, hi])
+    view.skipped = kept
+
+
+def _handle(view: PlanView, event: IntegrationEvent) -> None:
+    handler = _HANDLERS.get(event.event_type)
+    if handler is not None:  # types this service has no use for still advance the version
+        handler(view, event.payload, event)
+
+
+def _claim(view: PlanView, key: str, e: IntegrationEvent) -> bool:
+    """May this event set this thing? Not if a newer event already did (a late event)."""
+    if view.set_by.get(key, 0) > e.plan_version:
+        return False
+    view.set_by[key] = e.plan_version
+    return True
+
+
 def _involve(view: PlanView, level: str | None, at: datetime) -> None:
-    if level and level not in view.service_levels:
+    if not level:
+        return
+    since = view.level_since.get(level)
+    if since is None or at < since:
+        view.level_since[level] = at
+    if level not in view.service_levels:
         view.service_levels.append(level)
-        if {"municipal", "specialist"} <= set(view.service_levels) and view.both_levels_since is None:
+    if {"municipal", "specialist"} <= set(view.service_levels):
+        known = [view.level_since.get(name) for name in ("municipal", "specialist")]
+        if all(known):  # both took part from the later of their first moments
+            view.both_levels_since = max(known)  # type: ignore[type-var]
+        elif view.both_levels_since is None:  # a view from before level_since was kept
             view.both_levels_since = at
 
 
@@ -114,42 +217,54 @@ def _opened(view: PlanView, p: dict[str, Any], e: IntegrationEvent) -> None:
 
 
 def _coordinator(view: PlanView, p: dict[str, Any], e: IntegrationEvent) -> None:
-    view.coordinator_id = p["coordinator_id"]
+    coordinator_id = p["coordinator_id"]
+    if _claim(view, "coordinator", e):
+        view.coordinator_id = coordinator_id
     _involve(view, p.get("service_level"), e.occurred_at)
 
 
 def _participant_added(view: PlanView, p: dict[str, Any], e: IntegrationEvent) -> None:
+    participant_id = p["participant_id"]
     if p["kind"] == "professional" and p.get("service_level"):
-        view.professionals[p["participant_id"]] = p["service_level"]
+        if _claim(view, f"participant:{participant_id}", e):
+            view.professionals[participant_id] = p["service_level"]
         _involve(view, p["service_level"], e.occurred_at)
 
 
 def _participant_removed(view: PlanView, p: dict[str, Any], e: IntegrationEvent) -> None:
-    view.professionals.pop(p["participant_id"], None)
-    consent = view.consents.get(p["participant_id"])
-    if consent:
+    participant_id = p["participant_id"]
+    if _claim(view, f"participant:{participant_id}", e):
+        view.professionals.pop(participant_id, None)
+    consent = view.consents.get(participant_id)
+    if consent and _claim(view, f"consent:{participant_id}", e):
         consent["withdrawn"] = True
 
 
 def _consent_given(view: PlanView, p: dict[str, Any], e: IntegrationEvent) -> None:
-    view.consents[p["relative_id"]] = {"valid_until": p.get("valid_until"), "withdrawn": False}
+    consent = {"valid_until": p.get("valid_until"), "withdrawn": False}
+    if _claim(view, f"consent:{p['relative_id']}", e):
+        view.consents[p["relative_id"]] = consent
 
 
 def _consent_withdrawn(view: PlanView, p: dict[str, Any], e: IntegrationEvent) -> None:
     if p["relative_id"] not in view.consents:
         raise OutOfOrder(f"withdrawal of a consent never seen ({p['relative_id']})")
-    view.consents[p["relative_id"]]["withdrawn"] = True
+    if _claim(view, f"consent:{p['relative_id']}", e):
+        view.consents[p["relative_id"]]["withdrawn"] = True
 
 
 def _evaluation_scheduled(view: PlanView, p: dict[str, Any], e: IntegrationEvent) -> None:
-    view.evaluations[p["evaluation_id"]] = {"scheduled_for": p["scheduled_for"], "held_at": None}
+    evaluation = {"scheduled_for": p["scheduled_for"], "held_at": None}
+    if _claim(view, f"evaluation:{p['evaluation_id']}", e):
+        view.evaluations[p["evaluation_id"]] = evaluation
 
 
 def _evaluation_held(view: PlanView, p: dict[str, Any], e: IntegrationEvent) -> None:
     evaluation = view.evaluations.get(p["evaluation_id"])
     if evaluation is None:
         raise OutOfOrder(f"evaluation {p['evaluation_id']} held but never scheduled")
-    evaluation["held_at"] = e.occurred_at
+    if _claim(view, f"evaluation:{p['evaluation_id']}", e):
+        evaluation["held_at"] = e.occurred_at
     if view.last_evaluation_at is None or e.occurred_at > view.last_evaluation_at:
         view.last_evaluation_at = e.occurred_at
 
@@ -165,25 +280,32 @@ def _meeting_requested(view: PlanView, p: dict[str, Any], e: IntegrationEvent) -
 
 
 def _meeting_scheduled(view: PlanView, p: dict[str, Any], e: IntegrationEvent) -> None:
+    # The arrangement (place, strategy...) and the status are claimed apart: a late scheduling
+    # still fills in the strategy of a meeting that a newer event already marked missed.
+    details = dict(scheduled_for=p["scheduled_for"], place=p["place"], transport=p.get("transport"),
+                   companion=p.get("companion"), no_show_strategy=p["no_show_strategy"])
     meeting = _meeting(view, p["meeting_id"])
-    meeting.update(status="scheduled", scheduled_for=p["scheduled_for"], place=p["place"],
-                   transport=p.get("transport"), companion=p.get("companion"),
-                   no_show_strategy=p["no_show_strategy"])
+    if _claim(view, f"meeting:{p['meeting_id']}:details", e):
+        meeting.update(details)
+    if _claim(view, f"meeting:{p['meeting_id']}:status", e):
+        meeting["status"] = "scheduled"
 
 
 def _meeting_held(view: PlanView, p: dict[str, Any], e: IntegrationEvent) -> None:
     if p["meeting_id"] not in view.meetings:
         raise OutOfOrder(f"triangle meeting {p['meeting_id']} held but never seen")
-    view.meetings[p["meeting_id"]]["status"] = "held"
+    if _claim(view, f"meeting:{p['meeting_id']}:status", e):
+        view.meetings[p["meeting_id"]]["status"] = "held"
 
 
 def _meeting_missed(view: PlanView, p: dict[str, Any], e: IntegrationEvent) -> None:
     meeting = view.meetings.get(p["meeting_id"])
     if meeting is None:
         raise OutOfOrder(f"triangle meeting {p['meeting_id']} missed but never seen")
-    meeting["status"] = "missed"
-    meeting["times_missed"] += 1
-    meeting["missed_at"] = e.occurred_at
+    if _claim(view, f"meeting:{p['meeting_id']}:status", e):  # a newer status wins over a late miss
+        meeting["status"] = "missed"
+        meeting["times_missed"] += 1
+        meeting["missed_at"] = e.occurred_at
 
 
 def _information(view: PlanView, p: dict[str, Any], e: IntegrationEvent) -> None:

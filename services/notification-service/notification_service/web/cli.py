@@ -15,7 +15,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="notification-service")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="run the service (configured by environment variables)")
-    sub.add_parser("dead-letters", help="print the dead-lettered events (position, reason)")
+    dead = sub.add_parser("dead-letters", help="print the open dead-lettered events (position, reason), "
+                                               "or retry them after a fix")
+    dead.add_argument("action", nargs="?", choices=("list", "retry"), default="list",
+                      help="list (default): print them; retry: apply them again in position order, "
+                           "mark those that now work resolved")
+    dead.add_argument("--all", action="store_true", help="list: the resolved ones too")
     args = parser.parse_args(argv)
     try:
         config = Config.from_env()
@@ -23,11 +28,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"configuration error: {e}", file=sys.stderr)
         return 2
     if args.command == "dead-letters":
-        from notification_service.bootstrap import bootstrap
-
-        for row in bootstrap(config, with_workers=False).notifications.dead_letters(1000):
-            print(row)
-        return 0
+        return _dead_letters(config, args.action, args.all)
 
     def load():
         from notification_service.web.app import create_app
@@ -44,6 +45,25 @@ def main(argv: list[str] | None = None) -> int:
                  ready_message=f"notification-service ready: {base}  (inbox {base}/v1/prompts, docs {base}/docs; "
                                f"events from {source}; store: {config.persistence})")
     return 0
+
+
+def _dead_letters(config: Config, action: str, everything: bool) -> int:
+    from notification_service.adapters.crypto import StoreUnreadable
+    from notification_service.bootstrap import bootstrap
+
+    logs.configure("notification-service", config.log_level)
+    try:
+        notifications = bootstrap(config, with_workers=False).notifications
+        if action == "list":
+            for row in notifications.dead_letters(1000, None if everything else "open"):
+                print(row)
+            return 0
+        summary = notifications.retry_dead_letters()
+    except StoreUnreadable:
+        print("the store cannot be read with this key (NOTIFICATION_ENCRYPTION_KEY / _FILE)", file=sys.stderr)
+        return 2
+    print(f"retried {summary['retried']}, resolved {summary['resolved']}, still failing {summary['still_failing']}")
+    return 1 if summary["still_failing"] else 0
 
 
 if __name__ == "__main__":

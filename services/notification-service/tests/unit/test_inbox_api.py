@@ -92,3 +92,15 @@ def test_health_docs_and_unknown_routes(setup):
     assert "/v1/prompts/{prompt_id}/ack" in client.get("/openapi.json").json["paths"]
     assert client.get("/docs").status_code == 200
     assert client.get("/v1/elsewhere").status_code == 404
+
+
+def test_readiness_counts_every_open_dead_letter(setup, clock):
+    client, _, _ = setup
+    services = client.application.extensions["careplan"]
+    with services.notifications.store.transaction() as tx:  # more than any listing shows at once
+        for position in range(1, 1202):
+            tx.dead_letter("kafka", 1, position, None, "undecodable: test", "x", clock.now())
+    assert client.get("/readyz").json["checks"]["dead_letters"] == 1201
+    with services.notifications.store.transaction() as tx:
+        tx._q("UPDATE dead_letters SET status = 'resolved' WHERE position > 1")
+    assert client.get("/readyz").json["checks"]["dead_letters"] == 1

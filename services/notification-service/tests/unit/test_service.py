@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 
+from notification_service.adapters.crypto import Cipher
 from notification_service.adapters.store import SQLiteStore
 from notification_service.application.service import Notifications, PromptClosed, PromptNotFound
 from notification_service.domain.rules import Settings
@@ -15,7 +16,7 @@ HOUR, DAY = timedelta(hours=1), timedelta(days=1)
 
 @pytest.fixture
 def store(tmp_path):
-    return SQLiteStore(tmp_path / "prompts.sqlite")
+    return SQLiteStore(tmp_path / "prompts.sqlite", Cipher(bytes(range(32))))
 
 
 @pytest.fixture
@@ -220,7 +221,11 @@ def test_a_bug_while_processing_dead_letters_only_that_event(service, stream, mo
 
     monkeypatch.setitem(view_module._HANDLERS, "CoordinatorAssigned", broken)
     outcomes = service.handle_batch("feed", [Record(0, e["position"], e) for e in events])
-    assert [o.status for o in outcomes] == ["processed", "dead_letter", "dead_letter"]
+    # the plan goes on past the bad event: the next one of the same plan is processed
+    assert [o.status for o in outcomes] == ["processed", "dead_letter", "processed"]
     monkeypatch.setitem(view_module._HANDLERS, "CoordinatorAssigned", real)
     assert service.dead_letters()[0]["reason"] == "error: RuntimeError"
     assert service.positions("feed") == {0: events[-1]["position"]}
+    assert service.inbox("k1") == []  # its prompt has no coordinator yet
+    assert service.retry_dead_letters() == {"retried": 1, "resolved": 1, "still_failing": 0}
+    assert [p.rule for p in service.inbox("k1")] == ["triangle_meeting_suggested"]
