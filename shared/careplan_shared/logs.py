@@ -1,7 +1,8 @@
 """Structured logs: one JSON object per line; never plan content, never tokens.
 
 Log records carry only what is passed in ``extra`` under whitelisted keys, plus the message,
-which callers keep to fixed strings. Request logs name the route template, not the path.
+which callers keep to fixed strings. Request logs name the route template, not the path; so
+do unhandled errors (Flask's own ``log_exception`` would name the path, plan ids and all).
 """
 
 from __future__ import annotations
@@ -65,8 +66,34 @@ def _request_id() -> str:
     return uuid.uuid4().hex
 
 
+def _route() -> str:
+    return request.url_rule.rule if request.url_rule else "(no route)"
+
+
+def log_unhandled(error: BaseException | None) -> None:
+    """An error no handler answered: its type, the route template and the request id; never
+    the path, the exception text or the traceback (either may hold plan content)."""
+    logging.getLogger("careplan.errors").error(
+        "unhandled error",
+        extra={"error_type": type(error).__name__, "request_id": g.get("request_id"),
+               "method": request.method, "route": _route()},
+    )
+
+
+def install_error_logging(app: Flask) -> None:
+    """Flask calls ``app.log_exception`` for an error no handler answered (one raised in an
+    after_request hook or an error handler, or any error without problem.install); its
+    default writes "Exception on <path>" with the traceback. Ours: see log_unhandled."""
+
+    def _log_exception(exc_info) -> None:
+        log_unhandled(exc_info[1])
+
+    app.log_exception = _log_exception  # type: ignore[method-assign]
+
+
 def install_request_logging(app: Flask) -> None:
     log = logging.getLogger("careplan.http")
+    install_error_logging(app)
 
     @app.before_request
     def _start() -> None:
@@ -86,7 +113,7 @@ def install_request_logging(app: Flask) -> None:
             extra={
                 "request_id": g.get("request_id"),
                 "method": request.method,
-                "route": request.url_rule.rule if request.url_rule else "(no route)",
+                "route": _route(),
                 "status": response.status_code,
                 "duration_ms": round(duration, 2) if duration is not None else None,
                 "role": principal.role if principal else None,

@@ -6,14 +6,15 @@ A 5xx never carries a stack trace or the exception text; it is logged with the r
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
-from flask import Flask, Response, g, json
+from flask import Flask, Response, json
 from werkzeug.exceptions import HTTPException, InternalServerError
 
+from careplan_shared.logs import install_error_logging, log_unhandled
+
 PROBLEM_JSON = "application/problem+json"
-log = logging.getLogger("careplan.errors")
+SERVER_ERROR_DETAIL = "The server could not complete the request."
 
 
 def problem(
@@ -60,6 +61,8 @@ def handle_http_exception(error: HTTPException) -> Response:
     detail = data.get("message") or (error.description if status < 500 else None)
     if status == 422 and not detail:
         detail = "The request body or parameters are not valid; see errors."
+    if status >= 500 and not detail:
+        detail = SERVER_ERROR_DETAIL
     headers = {k: v for k, v in error.get_headers() if k in ("Allow", "WWW-Authenticate", "Retry-After")}
     headers.update(data.get("headers") or {})
     extra = {k: v for k, v in data.items() if k not in ("message", "errors", "messages", "headers", "exc", "schema")}
@@ -75,18 +78,19 @@ def handle_http_exception(error: HTTPException) -> Response:
 
 
 def handle_unexpected(error: Exception) -> Response:
-    # The exception text may hold request content: log the type only, with the request id.
+    # The exception text may hold request content: log the type and route template only,
+    # with the request id.
     if isinstance(error, HTTPException):
         return handle_http_exception(error)
-    log.error(
-        "unhandled error",
-        extra={"error_type": type(error).__name__, "request_id": g.get("request_id")},
-        exc_info=False,
-    )
-    return problem(500, InternalServerError.name, "The server could not complete the request.")
+    log_unhandled(error)
+    # InternalServerError().name, not .name on the class: that is a property object, which
+    # no JSON encoder takes (and the 500 then came from Flask's fallback, logging the path).
+    return problem(500, InternalServerError().name, SERVER_ERROR_DETAIL)
 
 
 def install(app: Flask) -> None:
-    """Route every error of the app, expected or not, through problem+json."""
+    """Route every error of the app, expected or not, through problem+json (and logs naming
+    the route template, not the path)."""
+    install_error_logging(app)
     app.register_error_handler(HTTPException, handle_http_exception)
     app.register_error_handler(Exception, handle_unexpected)

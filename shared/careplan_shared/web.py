@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
 from typing import Any
 
 import orjson
-from flask import Flask, send_from_directory
+from flask import Flask, Response, request, send_from_directory
 from flask.json.provider import JSONProvider
 
 
@@ -19,32 +22,59 @@ class OrjsonProvider(JSONProvider):
         return orjson.loads(s)
 
 
+# The API answers JSON only: it loads nothing and may be framed by no one.
+API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+
+# On every response (gunicorn's own error answers too, see server.py). HSTS is ignored over
+# plain http and tells browsers to keep to https once they have reached us over it.
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
+    "Content-Security-Policy": API_CSP,
+    "Strict-Transport-Security": "max-age=31536000",
 }
+
+SWAGGER_UI_ENDPOINT = "openapi_swagger_ui"  # flask-smorest's view (in blueprint "api-docs")
+_INLINE_SCRIPT = re.compile(rb"<script>(.*?)</script>", re.DOTALL)
+
+
+def docs_csp(page: bytes) -> str:
+    """The policy of the Swagger UI page: its scripts and styles from here only, its inline
+    script(s) by their hash, no outside host at all (the validator badge would be one).
+    Styles stay 'unsafe-inline': Swagger UI sets inline styles throughout its markup."""
+    hashes = " ".join(f"'sha256-{base64.b64encode(hashlib.sha256(script).digest()).decode()}'"
+                      for script in _INLINE_SCRIPT.findall(page))
+    return ("default-src 'none'; "
+            f"script-src 'self' {hashes}; "
+            "style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; "
+            "frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
 
 
 def install(app: Flask) -> None:
     app.json = OrjsonProvider(app)
 
     @app.after_request
-    def _headers(response):
+    def _headers(response: Response) -> Response:
+        endpoint = request.endpoint or ""
+        if endpoint.rpartition(".")[2] == SWAGGER_UI_ENDPOINT and not response.direct_passthrough:
+            response.headers["Content-Security-Policy"] = docs_csp(response.get_data())
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
         return response
 
 
-def swagger_ui_config(path: str = "/docs") -> dict[str, str]:
-    """flask-smorest settings for Swagger UI served from the local swagger-ui-bundle files."""
+def swagger_ui_config(path: str = "/docs") -> dict[str, Any]:
+    """flask-smorest settings for Swagger UI served from the local swagger-ui-bundle files;
+    it never calls the outside validator (validator.swagger.io would get the spec's URL)."""
     return {
         "OPENAPI_VERSION": "3.0.3",
         "OPENAPI_URL_PREFIX": "/",
         "OPENAPI_JSON_PATH": "openapi.json",
         "OPENAPI_SWAGGER_UI_PATH": path,
         "OPENAPI_SWAGGER_UI_URL": f"{path}/assets/",
+        "OPENAPI_SWAGGER_UI_CONFIG": {"validatorUrl": "none"},
     }
 
 
