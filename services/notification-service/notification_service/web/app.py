@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Flask
 from flask_smorest import Api
 
-from careplan_shared import logs, problem, web
+from careplan_shared import logs, openapi, problem, web
 from careplan_shared.access import install_auth_failure_limit
 from notification_service.api import health, prompts
 from notification_service.bootstrap import Services, bootstrap
@@ -27,6 +27,7 @@ def create_app(config: Config | None = None, services: Services | None = None) -
     install_auth_failure_limit(app)  # CAREPLAN_AUTH_FAILURE_*: read now, fail at start-up
     logs.install_request_logging(app)
     api = Api(app)
+    openapi.document_problems(api)  # errors as they are: problem+json, every 4xx per operation
     problem.install(app)
     api.register_blueprint(prompts.blp)
     app.register_blueprint(health.blp)

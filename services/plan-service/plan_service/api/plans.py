@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
 from typing import Any
@@ -26,10 +27,10 @@ _ETAG = re.compile(r'^\s*(?:W/)?"?(\d{1,10})"?\s*$')
 ANY_VERSION = "*"
 
 IDEMPOTENCY_HEADER = {"name": "Idempotency-Key", "in": "header", "required": False,
-                      "schema": {"type": "string", "maxLength": 255},
+                      "schema": {"type": "string", "pattern": _KEY.pattern},
                       "description": "A replay returns the first response and stores nothing new"}
 IF_MATCH_HEADER = {"name": "If-Match", "in": "header", "required": False,
-                   "schema": {"type": "string"},
+                   "schema": {"type": "string", "pattern": r'^\s*(\*|(W/)?"?\d{1,10}"?)\s*$'},
                    "description": 'The plan version (ETag) the events were decided on, e.g. "7": 412 when '
                                   "stale. `*`: whatever the current version is"}
 
@@ -38,9 +39,24 @@ def _plans() -> PlanApplication:
     return current_app.extensions["careplan"].plans
 
 
-def _json_body() -> Any:
+def _require_json() -> None:
     if request.mimetype != "application/json":
         abort(415, message="send the body as application/json")
+
+
+def json_only(view: Any) -> Any:
+    """415 for a body that is not JSON, before its fields are read (else: 422, all missing)."""
+
+    @functools.wraps(view)
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        _require_json()
+        return view(*args, **kwargs)
+
+    return checked
+
+
+def _json_body() -> Any:
+    _require_json()
     raw = request.get_data(cache=True)
     try:
         return orjson.loads(raw)
@@ -84,6 +100,7 @@ def _write_response(outcome: Outcome) -> tuple[dict[str, Any], int, dict[str, st
 @blp.route("")
 class Plans(MethodView):
     @access.requires("plan.create")
+    @json_only
     @blp.arguments(schemas.OpenPlan)
     @blp.response(201, schemas.WriteResult, headers={"Location": {"schema": {"type": "string"}}})
     @blp.doc(parameters=[IDEMPOTENCY_HEADER], security=[{"bearer": []}])

@@ -392,8 +392,9 @@ class PlanOut(Schema):
 
 
 class PlanQuery(Schema):
-    as_of = fields.AwareDateTime(load_default=None, validate=CLINICAL_TIME, metadata={
-        "description": "Show the plan as it was recorded at this time (ISO 8601 with offset)"})
+    as_of = fields.AwareDateTime(load_default=None, metadata={
+        "description": "Show the plan as it was recorded at this time (ISO 8601 with offset); "
+                       "404 if it did not exist yet, the current plan for a time in the future"})
 
 
 # Positions, versions and cursors are 64-bit in every store: larger numbers are refused (422)

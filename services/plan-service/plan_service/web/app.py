@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Flask
 from flask_smorest import Api
 
-from careplan_shared import logs, problem, web
+from careplan_shared import logs, openapi, problem, web
 from careplan_shared.access import install_auth_failure_limit
 from plan_service.api import access, errors, feed, health, plans
 from plan_service.bootstrap import Services, bootstrap
@@ -36,6 +36,7 @@ def create_app(config: Config | None = None, services: Services | None = None) -
     install_auth_failure_limit(app)  # CAREPLAN_AUTH_FAILURE_*: read now, fail at start-up
     logs.install_request_logging(app)
     api = Api(app)
+    openapi.document_problems(api)  # errors as they are: problem+json, every 4xx per operation
     problem.install(app)  # after Api: replaces its JSON error handler with problem+json
     errors.install(app)
     app.after_request(access.record_access)
