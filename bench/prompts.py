@@ -96,7 +96,8 @@ def replay_feed(n_events: int, tmp: Path) -> dict[str, float]:
     app = plan_bootstrap(PlanConfig(data_dir=data)).plans
     written = 0
     while written < n_events:
-        plan_id = app.open_plan(patient_id="pat-synth", service_level="municipal", age_band="18-25",
+        plan_id = app.open_plan(patient_id=f"pat-synth-{uuid.uuid4().hex[:8]}", service_level="municipal",
+                                age_band="18-25",
                                 actor=ACTOR).plan_id
         items = [("CoordinatorAssigned", {"coordinator_id": "k1", "service_level": "specialist"})]
         for m in range(9):
@@ -144,7 +145,8 @@ def post_to_prompt(transport: str, rate: int, samples: int, tmp: Path) -> dict[s
 
     def new_plan(coordinator_id: str) -> str:
         plan_id = session.post(f"{plan.url}/v1/plans", headers=writer, json={
-            "patient_id": "pat-synth", "service_level": "municipal", "age_band": "26-64"}).json()["plan_id"]
+            "patient_id": f"pat-synth-{uuid.uuid4().hex[:8]}", "service_level": "municipal",
+            "age_band": "26-64"}).json()["plan_id"]
         session.post(f"{plan.url}/v1/plans/{plan_id}/events", headers=writer,
                      json={"type": "CoordinatorAssigned", "coordinator_id": coordinator_id})
         return plan_id

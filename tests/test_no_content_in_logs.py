@@ -48,7 +48,8 @@ def test_no_plan_content_or_token_in_any_log(start_plan_service, start_notificat
                       json={"patient_id": "pat-zqx", "service_level": "municipal", "age_band": "18-25"})
     assert r.status_code == 201, r.text
     plan_id = r.json()["plan_id"]
-    soon = (datetime.now(timezone.utc) + timedelta(days=2)).isoformat()
+    # held and missed only once their time has come: scheduled an hour ago (the plan was opened now)
+    soon = (datetime.now(timezone.utc) - timedelta(hours=1)).isoformat()
     post(plan_id, [
         {"type": "CoordinatorAssigned", "coordinator_id": "k1", "name": f"{marker} koordinator",
          "service_level": "specialist"},

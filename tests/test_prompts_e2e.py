@@ -99,8 +99,10 @@ def stack(request, start_plan_service, start_notification_service, data_dir):
 
 
 def meeting(meeting_id: str = "m1") -> dict[str, Any]:
+    # Two hours ago (after the plan was opened): a meeting is recorded as missed only once its
+    # time has come.
     return {"type": "TriangleMeetingScheduled", "meeting_id": meeting_id,
-            "scheduled_for": (datetime.now(timezone.utc) + timedelta(days=2)).isoformat(),
+            "scheduled_for": (datetime.now(timezone.utc) - timedelta(hours=2)).isoformat(),
             "place": "Kafeen ved biblioteket", "transport": "bussbillett", "companion": "storebror",
             "no_show_strategy": "Koordinator ringer samme dag, hjemmebesøk dagen etter"}
 

@@ -78,7 +78,7 @@ def test_posted_events_reach_the_topic_in_order_per_plan(start_plan_service, dat
 
 def write_events(config: Config, plans: int, per_plan: int, stop_after: float | None = None) -> list[uuid.UUID]:
     app = bootstrap(config).plans
-    ids = [app.open_plan(patient_id=f"pat-synth-{n}", service_level="municipal", age_band="18-25",
+    ids = [app.open_plan(patient_id=f"pat-synth-{uuid.uuid4().hex[:8]}", service_level="municipal", age_band="18-25",
                          actor=ACTOR).plan_id for n in range(plans)]
     for i in range(per_plan - 1):
         for plan_id in ids:

@@ -45,7 +45,8 @@ def make_app(request, tmp_path):
 
 
 def open_plan(app: PlanApplication, **kwargs) -> uuid.UUID:
-    return app.open_plan(patient_id="pat-synth-1", service_level="municipal", age_band="18-25",
+    """A plan for a new synthetic patient (a patient has one open plan)."""
+    return app.open_plan(patient_id=f"pat-synth-{uuid.uuid4().hex[:8]}", service_level="municipal", age_band="18-25",
                          actor=ACTOR, **kwargs).plan_id
 
 
