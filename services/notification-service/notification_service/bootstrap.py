@@ -61,12 +61,13 @@ def make_cipher(config: Config) -> Cipher:
     return Cipher(load_or_create_key(config.store_key_file))
 
 
-def make_store(config: Config):
+def make_store(config: Config, *, migrate: bool = True):
+    """``migrate``: bring the store to the newest schema revision first (adapters/migrations)."""
     cipher = make_cipher(config)
     if config.persistence == "postgres":
-        return PostgresStore(config.database_url, cipher=cipher)
+        return PostgresStore(config.database_url, cipher=cipher, migrate=migrate)
     # the default file lives in the service's own folder: that folder is made private too
-    return SQLiteStore(config.sqlite_file, cipher, private_dir=config.sqlite_path is None)
+    return SQLiteStore(config.sqlite_file, cipher, private_dir=config.sqlite_path is None, migrate=migrate)
 
 
 def make_source(config: Config, key: bytes):
@@ -105,9 +106,12 @@ def make_channels(config: Config) -> dict[str, Any]:
     return channels
 
 
-def bootstrap(config: Config, *, clock: Clock | None = None, with_workers: bool | None = None) -> Services:
+def bootstrap(config: Config, *, clock: Clock | None = None, with_workers: bool | None = None,
+              migrate: bool = True) -> Services:
+    """``migrate``: in-process users (tests, the `dead-letters` command) keep the default; `serve`
+    migrates once before its worker starts, and the worker passes False: it never creates a table."""
     key = load_or_create_dev_key(config.signing_key_file)
-    notifications = Notifications(make_store(config), config.rules, clock, config.channels)
+    notifications = Notifications(make_store(config, migrate=migrate), config.rules, clock, config.channels)
     services = Services(config, notifications, verifier_from_env(config.oidc, DevTokenVerifier(key)))
     if with_workers if with_workers is not None else config.worker:
         services.consumer = Consumer(make_source(config, key), notifications)

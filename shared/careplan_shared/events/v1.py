@@ -6,8 +6,15 @@ and keep v1 readable until every consumer has moved.
 
 from marshmallow import Schema, fields, validate
 
-SERVICE_LEVELS = ("municipal", "specialist")
-AGE_BANDS = ("0-14", "15-17", "18-25", "26-64", "65+")
+from careplan_shared.vocabulary import (
+    AGE_BANDS,
+    EXPRESSED_BY,
+    INFORMATION_FORMS,
+    INFORMATION_TOPICS,
+    PARTICIPANT_KINDS,
+    SERVICE_LEVELS,
+)
+
 ID = fields.String  # ids come from the EPR: opaque strings
 _id = dict(required=True, validate=validate.Length(min=1, max=64))
 
@@ -34,7 +41,7 @@ class WhatMattersRecorded(_Payload):
 
 class GoalSet(_Payload):
     goal_id = ID(**_id)
-    expressed_by = fields.String(required=True, validate=validate.OneOf(("patient", "clinician")))
+    expressed_by = fields.String(required=True, validate=validate.OneOf(EXPRESSED_BY))
     target_date = fields.Date(allow_none=True)
 
 
@@ -53,15 +60,13 @@ class GoalAbandoned(_Payload):
 
 class InformationGiven(_Payload):
     information_id = ID(**_id)
-    topic = fields.String(
-        required=True, validate=validate.OneOf(("offered_help", "rights", "choices", "other"))
-    )
-    form = fields.String(required=True, validate=validate.OneOf(("oral", "written", "both")))
+    topic = fields.String(required=True, validate=validate.OneOf(INFORMATION_TOPICS))
+    form = fields.String(required=True, validate=validate.OneOf(INFORMATION_FORMS))
 
 
 class ParticipantAdded(_Payload):
     participant_id = ID(**_id)
-    kind = fields.String(required=True, validate=validate.OneOf(("relative", "professional")))
+    kind = fields.String(required=True, validate=validate.OneOf(PARTICIPANT_KINDS))
     service_level = fields.String(allow_none=True, validate=validate.OneOf(SERVICE_LEVELS))
 
 

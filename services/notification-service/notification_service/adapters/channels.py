@@ -16,12 +16,10 @@ import hashlib
 import hmac
 import json
 import logging
-import random
 import re
 import smtplib
 import ssl
 import time
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.message import EmailMessage
 from email.utils import format_datetime, parsedate_to_datetime
@@ -30,42 +28,17 @@ from zoneinfo import ZoneInfo
 
 import requests
 
+from notification_service.domain.deliveries import DeliveryError, Message, backoff
+from notification_service.domain.prompts import Reason
+
+# Message, DeliveryError and backoff live in the domain (the dispatcher uses them too); named
+# here as well, for the channels' callers.
+__all__ = ["DeliveryError", "Message", "SmtpChannel", "WebhookChannel", "backoff", "human_reason", "sign",
+           "verify_signature"]
+
 log = logging.getLogger("careplan.channels")
 
 MAX_RETRY_AFTER = 86400.0  # a receiver asking for more than a day is capped at a day
-
-
-@dataclass(frozen=True)
-class Message:
-    delivery_id: str  # unique per delivery; used as idempotency key
-    prompt_id: str
-    plan_id: str
-    recipient: str  # coordinator id
-    reason: str  # category code, e.g. "no_show_follow_up", "evaluation_due"
-    due_at: datetime  # aware
-    link: str  # URL to the prompt in the inbox
-    escalated: bool = False
-
-
-class DeliveryError(Exception):
-    """A failed attempt. ``retryable``: a later attempt may succeed. ``retry_after``: seconds
-    the receiver asked us to wait (Retry-After), if it said."""
-
-    def __init__(self, message: str, retryable: bool, retry_after: float | None = None):
-        super().__init__(message)
-        self.retryable = retryable
-        self.retry_after = retry_after
-
-
-def backoff(attempt: int, base: float = 2.0, cap: float = 3600.0, jitter: float = 0.1,
-            rng: random.Random | None = None) -> float:
-    """Seconds to wait before attempt ``attempt + 1``: base * 2**(attempt-1), at most ``cap``,
-    then spread by +/- ``jitter`` (a fraction) and kept within [0, cap]. Attempt 1 -> ~base."""
-    exponent = max(attempt, 1) - 1
-    delay = cap if exponent >= 63 else min(cap, base * (2 ** exponent))
-    if jitter:
-        delay *= 1 + (rng or random).uniform(-jitter, jitter)
-    return max(0.0, min(cap, delay))
 
 
 def _iso_utc(moment: datetime, what: str) -> str:
@@ -196,12 +169,12 @@ class WebhookChannel:
 # -- e-mail ------------------------------------------------------------------------------
 
 REASON_PHRASES: dict[str, str] = {
-    "evaluation_due": "hold the scheduled plan evaluation",
-    "evaluation_suggested": "schedule an evaluation of the plan",
-    "triangle_meeting_suggested": "consider a triangle meeting",
-    "no_show_follow_up": "follow up a missed triangle meeting",
-    "written_information_due": "give the information in writing as well",
-    "consent_expiring": "review a consent that is about to expire",
+    Reason.EVALUATION_DUE: "hold the scheduled plan evaluation",
+    Reason.EVALUATION_SUGGESTED: "schedule an evaluation of the plan",
+    Reason.TRIANGLE_MEETING_SUGGESTED: "consider a triangle meeting",
+    Reason.NO_SHOW_FOLLOW_UP: "follow up a missed triangle meeting",
+    Reason.WRITTEN_INFORMATION_DUE: "give the information in writing as well",
+    Reason.CONSENT_EXPIRING: "review a consent that is about to expire",
 }
 UNKNOWN_REASON = "a prompt"
 

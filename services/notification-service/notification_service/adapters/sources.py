@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 import requests
 
-from notification_service.application.consumer import Record
+from notification_service.domain.records import Record
 
 log = logging.getLogger("careplan.sources")
 
@@ -48,6 +48,8 @@ class KafkaSource:
         self.bootstrap_servers, self.topic, self.group_id, self.poll_ms = bootstrap_servers, topic, group_id, poll_ms
         self._consumer: Any = None
         self._positions: Callable[[], dict[int, int]] | None = None
+        self.commit_failures = 0  # offset commits (for lag monitoring) that failed
+        self.close_failures = 0  # consumers that did not close cleanly
 
     def _connect(self) -> Any:
         from kafka import KafkaConsumer
@@ -78,6 +80,9 @@ class KafkaSource:
             session_timeout_ms=10000,
             heartbeat_interval_ms=1000,
             max_poll_records=500,
+            # a topic (or partitions) that appears after the consumer joined is assigned within
+            # seconds, not after the default 5 minutes: until then the group holds no partition
+            metadata_max_age_ms=5000,
         )
         self._consumer = consumer
         consumer.subscribe([self.topic], listener=SeekToStored())
@@ -97,13 +102,17 @@ class KafkaSource:
     def processed(self, records: list[Record]) -> None:
         try:
             self._consumer.commit_async()
-        except Exception:  # noqa: BLE001 - monitoring only
-            log.info("offset commit for monitoring failed")
+        except Exception as e:  # noqa: BLE001 - monitoring only: the store holds the positions
+            self.commit_failures += 1
+            log.info("offset commit for monitoring failed", extra={"error_type": type(e).__name__})
 
     def close(self) -> None:
+        """Leave the group. A failure to close cleanly (the broker already gone, say) loses
+        nothing: positions live in the store, and the next connection starts from them."""
         if self._consumer is not None:
             try:
                 self._consumer.close(autocommit=False)
-            except Exception:  # noqa: BLE001
-                pass
+            except Exception as e:  # noqa: BLE001 - see above; counted and logged, not raised
+                self.close_failures += 1
+                log.warning("closing the Kafka consumer failed", extra={"error_type": type(e).__name__})
             self._consumer = None

@@ -22,45 +22,15 @@ from typing import Any, Iterator
 
 from careplan_shared.files import private_sqlite
 from notification_service.adapters.crypto import Cipher, StoreUnreadable, seal, unseal
+from notification_service.domain import errors
+from notification_service.domain.dead_letters import DeadLetter, DeadLetterStatus, OpenDeadLetter
+from notification_service.domain.deliveries import DeliveryKind, DeliveryState, DeliveryStatus, DueDelivery
+from notification_service.domain.prompts import Prompt, PromptStatus, Reason
 
 
-@dataclass(frozen=True)
-class AddColumn:
-    """A column added after a table first shipped: added to existing stores, on both engines."""
-    table: str
-    column: str
-    definition: str
-
-
-SCHEMA = [
-    """CREATE TABLE IF NOT EXISTS plan_views (
-        plan_id TEXT PRIMARY KEY, version INTEGER NOT NULL, state TEXT NOT NULL,
-        next_check_at TEXT)""",
-    "CREATE INDEX IF NOT EXISTS plan_views_next_check ON plan_views (next_check_at)",
-    """CREATE TABLE IF NOT EXISTS prompts (
-        id TEXT PRIMARY KEY, plan_id TEXT NOT NULL, rule TEXT NOT NULL, subject TEXT NOT NULL,
-        recipient TEXT, status TEXT NOT NULL, due_at TEXT NOT NULL, escalate_at TEXT,
-        escalated_at TEXT, created_at TEXT NOT NULL, acknowledged_at TEXT, resolved_at TEXT,
-        details TEXT NOT NULL, UNIQUE (plan_id, rule, subject))""",
-    "CREATE INDEX IF NOT EXISTS prompts_inbox ON prompts (recipient, status, due_at)",
-    "CREATE INDEX IF NOT EXISTS prompts_escalation ON prompts (status, escalate_at)",
-    """CREATE TABLE IF NOT EXISTS consumer_positions (
-        source TEXT NOT NULL, part INTEGER NOT NULL, position BIGINT NOT NULL,
-        PRIMARY KEY (source, part))""",
-    """CREATE TABLE IF NOT EXISTS dead_letters (
-        id TEXT PRIMARY KEY, source TEXT NOT NULL, part INTEGER NOT NULL, position BIGINT NOT NULL,
-        event_id TEXT, reason TEXT NOT NULL, payload TEXT NOT NULL, created_at TEXT NOT NULL,
-        status TEXT NOT NULL DEFAULT 'open', resolved_at TEXT)""",
-    AddColumn("dead_letters", "status", "TEXT NOT NULL DEFAULT 'open'"),
-    AddColumn("dead_letters", "resolved_at", "TEXT"),
-    "CREATE INDEX IF NOT EXISTS dead_letters_open ON dead_letters (status, source, part, position)",
-    "CREATE TABLE IF NOT EXISTS store_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
-    """CREATE TABLE IF NOT EXISTS deliveries (
-        id TEXT PRIMARY KEY, prompt_id TEXT NOT NULL, channel TEXT NOT NULL, kind TEXT NOT NULL,
-        status TEXT NOT NULL, attempts INTEGER NOT NULL, next_attempt_at TEXT NOT NULL,
-        last_error TEXT, created_at TEXT NOT NULL, UNIQUE (prompt_id, channel, kind))""",
-    "CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (status, next_attempt_at)",
-]
+# The schema: adapters/migrations (Alembic revisions), brought up to date by
+# `notification-service migrate`, by `serve` before its worker starts, or by a store opened
+# with migrate=True (the default in-process; the served worker opens it with False).
 
 PROMPT_COLUMNS = ("id", "plan_id", "rule", "subject", "recipient", "status", "due_at", "escalate_at",
                   "escalated_at", "created_at", "acknowledged_at", "resolved_at", "details")
@@ -95,29 +65,25 @@ def from_ts(text: str | None) -> datetime | None:
         return datetime.fromisoformat(_SHORT_YEAR.sub(lambda m: m.group(1).zfill(4) + "-", text))
 
 
-@dataclass
-class Prompt:
-    id: str
-    plan_id: str
-    rule: str
-    subject: str
-    recipient: str | None
-    status: str  # open | acknowledged | resolved
-    due_at: datetime
-    escalate_at: datetime | None
-    escalated_at: datetime | None
-    created_at: datetime
-    acknowledged_at: datetime | None
-    resolved_at: datetime | None
-    details: dict[str, Any]
+class Unreadable(StoreUnreadable, errors.StoreUnreadable):
+    """A stored value that does not decrypt, as the application knows it (domain.errors), and
+    still crypto's StoreUnreadable for those who catch that."""
 
-    @classmethod
-    def from_row(cls, row: tuple, cipher: Cipher | None = None) -> Prompt:
-        data = dict(zip(PROMPT_COLUMNS, row))
-        for key in ("due_at", "escalate_at", "escalated_at", "created_at", "acknowledged_at", "resolved_at"):
-            data[key] = from_ts(data[key])
-        data["details"] = json.loads(unseal(cipher, data["details"], _context("prompts", data["id"])))
-        return cls(**data)
+
+def _unseal(cipher: Cipher | None, value: str, context: str) -> str:
+    try:
+        return unseal(cipher, value, context)
+    except StoreUnreadable as e:
+        raise Unreadable(str(e)) from None
+
+
+def _prompt(row: tuple, cipher: Cipher | None) -> Prompt:
+    data = dict(zip(PROMPT_COLUMNS, row))
+    for key in ("due_at", "escalate_at", "escalated_at", "created_at", "acknowledged_at", "resolved_at"):
+        data[key] = from_ts(data[key])
+    data["rule"], data["status"] = Reason(data["rule"]), PromptStatus(data["status"])
+    data["details"] = json.loads(_unseal(cipher, data["details"], _context("prompts", data["id"])))
+    return Prompt(**data)
 
 
 def _context(table: str, key: str) -> str:
@@ -129,7 +95,9 @@ DEAD_LETTER_COLUMNS = ("source", "part", "position", "event_id", "reason", "crea
 
 
 class Tx:
-    """One transaction: the queries the application needs, nothing else."""
+    """One transaction: the queries the application needs, nothing else. Implements
+    application.ports.StoreTransaction (structurally: adapters do not import the application).
+    Enum values are passed to the drivers as their plain strings."""
 
     def __init__(self, cursor: Any, placeholder: str, cipher: Cipher | None = None):
         self._cur = cursor
@@ -161,7 +129,7 @@ class Tx:
     # plan views
     def load_view(self, plan_id: str) -> dict[str, Any] | None:
         row = self._q(f"SELECT state FROM plan_views WHERE plan_id = ?{self._for_update}", (plan_id,)).fetchone()
-        return json.loads(unseal(self._cipher, row[0], _context("plan_views", plan_id))) if row else None
+        return json.loads(_unseal(self._cipher, row[0], _context("plan_views", plan_id))) if row else None
 
     def save_view(self, plan_id: str, version: int, state: dict[str, Any], next_check: datetime | None) -> None:
         sealed = seal(self._cipher, json.dumps(state), _context("plan_views", plan_id))
@@ -181,10 +149,10 @@ class Tx:
     # prompts
     def prompts_of_plan(self, plan_id: str) -> list[Prompt]:
         rows = self._q(f"SELECT {', '.join(PROMPT_COLUMNS)} FROM prompts WHERE plan_id = ?", (plan_id,))
-        return [Prompt.from_row(r, self._cipher) for r in rows.fetchall()]
+        return [_prompt(r, self._cipher) for r in rows.fetchall()]
 
     def insert_prompt(self, prompt: Prompt) -> None:
-        values = (prompt.id, prompt.plan_id, prompt.rule, prompt.subject, prompt.recipient, prompt.status,
+        values = (prompt.id, prompt.plan_id, str(prompt.rule), prompt.subject, prompt.recipient, str(prompt.status),
                   ts(prompt.due_at), ts(prompt.escalate_at), ts(prompt.escalated_at), ts(prompt.created_at),
                   ts(prompt.acknowledged_at), ts(prompt.resolved_at),
                   seal(self._cipher, json.dumps(prompt.details), _context("prompts", prompt.id)))
@@ -192,8 +160,8 @@ class Tx:
                 values)
 
     def resolve_prompt(self, prompt_id: str, at: datetime) -> None:
-        self._q("UPDATE prompts SET status = 'resolved', resolved_at = ? WHERE id = ? AND status = 'open'",
-                (ts(at), prompt_id))
+        self._q("UPDATE prompts SET status = ?, resolved_at = ? WHERE id = ? AND status = ?",
+                (str(PromptStatus.RESOLVED), ts(at), prompt_id, str(PromptStatus.OPEN)))
 
     def set_recipient(self, prompt_id: str, recipient: str | None) -> None:
         self._q("UPDATE prompts SET recipient = ? WHERE id = ?", (recipient, prompt_id))
@@ -204,23 +172,24 @@ class Tx:
 
     def prompt(self, prompt_id: str) -> Prompt | None:
         row = self._q(f"SELECT {', '.join(PROMPT_COLUMNS)} FROM prompts WHERE id = ?", (prompt_id,)).fetchone()
-        return Prompt.from_row(row, self._cipher) if row else None
+        return _prompt(row, self._cipher) if row else None
 
-    def inbox(self, recipient: str, statuses: tuple[str, ...], limit: int) -> list[Prompt]:
+    def inbox(self, recipient: str, statuses: tuple[PromptStatus, ...], limit: int) -> list[Prompt]:
         marks = ", ".join("?" * len(statuses))
         rows = self._q(f"SELECT {', '.join(PROMPT_COLUMNS)} FROM prompts WHERE recipient = ? "
-                       f"AND status IN ({marks}) ORDER BY due_at, id LIMIT ?", (recipient, *statuses, limit))
-        return [Prompt.from_row(r, self._cipher) for r in rows.fetchall()]
+                       f"AND status IN ({marks}) ORDER BY due_at, id LIMIT ?",
+                       (recipient, *map(str, statuses), limit))
+        return [_prompt(r, self._cipher) for r in rows.fetchall()]
 
     def acknowledge(self, prompt_id: str, at: datetime) -> None:
-        self._q("UPDATE prompts SET status = 'acknowledged', acknowledged_at = ? WHERE id = ? AND status = 'open'",
-                (ts(at), prompt_id))
+        self._q("UPDATE prompts SET status = ?, acknowledged_at = ? WHERE id = ? AND status = ?",
+                (str(PromptStatus.ACKNOWLEDGED), ts(at), prompt_id, str(PromptStatus.OPEN)))
 
     def to_escalate(self, now: datetime, limit: int) -> list[Prompt]:
-        rows = self._q(f"SELECT {', '.join(PROMPT_COLUMNS)} FROM prompts WHERE status = 'open' "
+        rows = self._q(f"SELECT {', '.join(PROMPT_COLUMNS)} FROM prompts WHERE status = ? "
                        "AND escalate_at IS NOT NULL AND escalate_at <= ? AND escalated_at IS NULL "
-                       "ORDER BY escalate_at LIMIT ?", (ts(now), limit))
-        return [Prompt.from_row(r, self._cipher) for r in rows.fetchall()]
+                       "ORDER BY escalate_at LIMIT ?", (str(PromptStatus.OPEN), ts(now), limit))
+        return [_prompt(r, self._cipher) for r in rows.fetchall()]
 
     def mark_escalated(self, prompt_id: str, at: datetime) -> None:
         self._q("UPDATE prompts SET escalated_at = ? WHERE id = ?", (ts(at), prompt_id))
@@ -234,42 +203,44 @@ class Tx:
         """Record an event that could not be processed. The same event dead-lettered again (a
         re-sent copy at a new position) updates the open dead letter instead of adding one."""
         if event_id is not None:
-            row = self._q("SELECT id FROM dead_letters WHERE event_id = ? AND status = 'open'",
-                          (event_id,)).fetchone()
+            row = self._q("SELECT id FROM dead_letters WHERE event_id = ? AND status = ?",
+                          (event_id, str(DeadLetterStatus.OPEN))).fetchone()
             if row:
                 self.dead_letter_failed(row[0], reason)
                 return
         letter_id = uuid.uuid4().hex
         self._q("INSERT INTO dead_letters (id, source, part, position, event_id, reason, payload, created_at, "
-                "status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'open')",
+                "status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (letter_id, source, part, position, event_id, reason[:500],
-                 seal(self._cipher, payload, _context("dead_letters", letter_id)), ts(at)))
+                 seal(self._cipher, payload, _context("dead_letters", letter_id)), ts(at), str(DeadLetterStatus.OPEN)))
 
-    def dead_letters(self, limit: int = 100, status: str | None = "open") -> list[dict[str, Any]]:
-        where, params = ("WHERE status = ? ", (status,)) if status else ("", ())
+    def dead_letters(self, limit: int = 100, status: DeadLetterStatus | None = DeadLetterStatus.OPEN
+                     ) -> list[DeadLetter]:
+        where, params = ("WHERE status = ? ", (str(status),)) if status else ("", ())
         rows = self._q(f"SELECT {', '.join(DEAD_LETTER_COLUMNS)} FROM dead_letters {where}"
                        "ORDER BY created_at, source, part, position LIMIT ?", (*params, limit))
-        return [dict(zip(DEAD_LETTER_COLUMNS, r)) for r in rows.fetchall()]
+        return [DeadLetter(source=s, part=p, position=pos, event_id=e, reason=r, created_at=c, status=st,
+                           resolved_at=res) for s, p, pos, e, r, c, st, res in rows.fetchall()]
 
-    def count_dead_letters(self, status: str = "open") -> int:
-        return int(self._q("SELECT COUNT(*) FROM dead_letters WHERE status = ?", (status,)).fetchone()[0])
+    def count_dead_letters(self, status: DeadLetterStatus = DeadLetterStatus.OPEN) -> int:
+        return int(self._q("SELECT COUNT(*) FROM dead_letters WHERE status = ?", (str(status),)).fetchone()[0])
 
-    def open_dead_letters(self, limit: int) -> list[dict[str, Any]]:
+    def open_dead_letters(self, limit: int) -> list[OpenDeadLetter]:
         """The open dead letters in position order, with their payload (decrypted)."""
         rows = self._q("SELECT id, source, part, position, event_id, payload FROM dead_letters "
-                       "WHERE status = 'open' ORDER BY source, part, position, created_at LIMIT ?", (limit,))
-        keys = ("id", "source", "part", "position", "event_id", "payload")
-        letters = [dict(zip(keys, r)) for r in rows.fetchall()]
-        for letter in letters:
-            letter["payload"] = unseal(self._cipher, letter["payload"], _context("dead_letters", letter["id"]))
-        return letters
+                       "WHERE status = ? ORDER BY source, part, position, created_at LIMIT ?",
+                       (str(DeadLetterStatus.OPEN), limit))
+        return [OpenDeadLetter(id=i, source=s, part=p, position=pos, event_id=e,
+                               payload=_unseal(self._cipher, payload, _context("dead_letters", i)))
+                for i, s, p, pos, e, payload in rows.fetchall()]
 
     def resolve_dead_letter(self, letter_id: str, at: datetime) -> None:
-        self._q("UPDATE dead_letters SET status = 'resolved', resolved_at = ? WHERE id = ?", (ts(at), letter_id))
+        self._q("UPDATE dead_letters SET status = ?, resolved_at = ? WHERE id = ?",
+                (str(DeadLetterStatus.RESOLVED), ts(at), letter_id))
 
     def resolve_dead_letters_of_event(self, event_id: str, at: datetime) -> None:
-        self._q("UPDATE dead_letters SET status = 'resolved', resolved_at = ? WHERE event_id = ? "
-                "AND status = 'open'", (ts(at), event_id))
+        self._q("UPDATE dead_letters SET status = ?, resolved_at = ? WHERE event_id = ? AND status = ?",
+                (str(DeadLetterStatus.RESOLVED), ts(at), event_id, str(DeadLetterStatus.OPEN)))
 
     def dead_letter_failed(self, letter_id: str, reason: str) -> None:
         self._q("UPDATE dead_letters SET reason = ? WHERE id = ?", (reason[:500], letter_id))
@@ -289,17 +260,6 @@ class Tx:
                        "AND table_schema = current_schema()", (table,))
         return {r[0] for r in rows.fetchall()}
 
-    def create_schema(self) -> None:
-        for statement in SCHEMA:
-            if isinstance(statement, AddColumn):
-                if self._ph != "?":
-                    self._q(f"ALTER TABLE {statement.table} ADD COLUMN IF NOT EXISTS {statement.column} "
-                            f"{statement.definition}")
-                elif statement.column not in self.columns(statement.table):
-                    self._q(f"ALTER TABLE {statement.table} ADD COLUMN {statement.column} {statement.definition}")
-            else:
-                self._q(statement)
-
     def check_key(self) -> None:
         """The first store opened with a key records a sealed marker; a later start with another
         key (or none) fails here, at start-up, instead of at the first event."""
@@ -312,27 +272,30 @@ class Tx:
             raise StoreUnreadable("the store's key check does not match")
 
     # delivery outbox
-    def enqueue_delivery(self, prompt_id: str, channel: str, kind: str, at: datetime) -> None:
+    def enqueue_delivery(self, prompt_id: str, channel: str, kind: DeliveryKind, at: datetime) -> None:
         self._q("INSERT INTO deliveries (id, prompt_id, channel, kind, status, attempts, next_attempt_at, "
-                "created_at) VALUES (?, ?, ?, ?, 'pending', 0, ?, ?) "
+                "created_at) VALUES (?, ?, ?, ?, ?, 0, ?, ?) "
                 "ON CONFLICT (prompt_id, channel, kind) DO NOTHING",
-                (uuid.uuid4().hex, prompt_id, channel, kind, ts(at), ts(at)))
+                (uuid.uuid4().hex, prompt_id, channel, str(kind), str(DeliveryStatus.PENDING), ts(at), ts(at)))
 
-    def deliveries_due(self, now: datetime, limit: int) -> list[dict[str, Any]]:
-        rows = self._q("SELECT id, prompt_id, channel, kind, attempts FROM deliveries WHERE status = 'pending' "
-                       "AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?", (ts(now), limit))
-        return [dict(zip(("id", "prompt_id", "channel", "kind", "attempts"), r)) for r in rows.fetchall()]
+    def deliveries_due(self, now: datetime, limit: int) -> list[DueDelivery]:
+        rows = self._q("SELECT id, prompt_id, channel, kind, attempts FROM deliveries WHERE status = ? "
+                       "AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?",
+                       (str(DeliveryStatus.PENDING), ts(now), limit))
+        return [DueDelivery(id=i, prompt_id=p, channel=c, kind=DeliveryKind(k), attempts=int(a))
+                for i, p, c, k, a in rows.fetchall()]
 
-    def delivery_done(self, delivery_id: str, status: str, attempts: int, error: str | None,
+    def delivery_done(self, delivery_id: str, status: DeliveryStatus, attempts: int, error: str | None,
                       next_attempt: datetime | None) -> None:
         self._q("UPDATE deliveries SET status = ?, attempts = ?, last_error = ?, "
                 "next_attempt_at = COALESCE(?, next_attempt_at) WHERE id = ?",
-                (status, attempts, error, ts(next_attempt), delivery_id))
+                (str(status), attempts, error, ts(next_attempt), delivery_id))
 
-    def deliveries_of(self, prompt_id: str) -> list[dict[str, Any]]:
+    def deliveries_of(self, prompt_id: str) -> list[DeliveryState]:
         rows = self._q("SELECT channel, kind, status, attempts, last_error FROM deliveries WHERE prompt_id = ? "
                        "ORDER BY created_at", (prompt_id,))
-        return [dict(zip(("channel", "kind", "status", "attempts", "last_error"), r)) for r in rows.fetchall()]
+        return [DeliveryState(channel=c, kind=DeliveryKind(k), status=DeliveryStatus(s), attempts=int(a),
+                              last_error=e) for c, k, s, a, e in rows.fetchall()]
 
 
 class SQLiteStore:
@@ -342,12 +305,16 @@ class SQLiteStore:
 
     transient_errors: tuple[type[Exception], ...] = (sqlite3.OperationalError,)  # e.g. "database is locked"
 
-    def __init__(self, path: Path, cipher: Cipher | None = None, *, private_dir: bool = False):
+    def __init__(self, path: Path, cipher: Cipher | None = None, *, private_dir: bool = False,
+                 migrate: bool = True):
         self.path = private_sqlite(path, private_folder=private_dir)
         self.cipher = cipher
         self._write_lock = threading.Lock()  # one writer in this process; others wait in SQLite
+        if migrate:  # under a file lock beside the database; one query when it is up to date
+            from notification_service.adapters.migrations import migrate_database, sqlite_database
+
+            migrate_database(sqlite_database(self.path))
         with self.transaction() as tx:
-            tx.create_schema()
             tx.check_key()
         private_sqlite(path, private_folder=private_dir)  # the -wal and -shm files SQLite just made
 
@@ -377,19 +344,27 @@ class SQLiteStore:
 
 
 class PostgresStore:
-    def __init__(self, conninfo: str, pool_size: int = 8, cipher: Cipher | None = None):
+    def __init__(self, conninfo: str, pool_size: int = 8, cipher: Cipher | None = None, *, migrate: bool = True):
         import psycopg
         from psycopg_pool import ConnectionPool
+
+        if migrate:  # under a PostgreSQL advisory lock; one query when it is up to date
+            from notification_service.adapters.migrations import migrate_database, postgres_database
+
+            migrate_database(postgres_database(conninfo))
 
         # lost connections, deadlocks, serialization failures: retried, never the event's fault
         self.transient_errors = (psycopg.OperationalError,)
         self.cipher = cipher
         self.pool = ConnectionPool(conninfo, min_size=1, max_size=pool_size, open=True,
                                    kwargs={"autocommit": False})
-        with self.transaction() as tx:
-            tx._q("SELECT pg_advisory_xact_lock(8082)")  # two instances creating tables at once
-            tx.create_schema()
-            tx.check_key()
+        try:
+            with self.transaction() as tx:
+                tx._q("SELECT pg_advisory_xact_lock(8082)")  # instances starting at once: one records the key check
+                tx.check_key()
+        except BaseException:  # e.g. a store never migrated: no table
+            self.pool.close()
+            raise
 
     @contextmanager
     def transaction(self) -> Iterator[Tx]:

@@ -7,6 +7,7 @@ from typing import Any
 from flask import current_app
 
 from careplan_shared.health import blueprint, probe
+from notification_service.domain.dead_letters import DeadLetterStatus
 
 
 def readiness() -> dict[str, Any]:
@@ -15,7 +16,7 @@ def readiness() -> dict[str, Any]:
     def counts() -> dict[str, int]:
         with services.notifications.store.transaction() as tx:
             # open dead letters: events not in their plan's view until `dead-letters retry`
-            return {"prompts": tx.count_prompts(), "dead_letters": tx.count_dead_letters("open")}
+            return {"prompts": tx.count_prompts(), "dead_letters": tx.count_dead_letters(DeadLetterStatus.OPEN)}
 
     result = probe("store", counts)
     checks: dict[str, Any] = {"store": "unreachable"} if result == "unreachable" else {"store": "ok", **result}

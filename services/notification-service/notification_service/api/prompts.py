@@ -11,25 +11,27 @@ from flask_smorest import Blueprint, abort
 from marshmallow import Schema, fields, validate
 
 from careplan_shared.access import authenticate
-from notification_service.application.service import Notifications, PromptClosed, PromptNotFound
+from notification_service.application.service import ALL, Notifications, PromptClosed, PromptNotFound
+from notification_service.domain.prompts import PromptStatus, Reason
 
 blp = Blueprint("prompts", __name__, url_prefix="/v1/prompts",
                 description="Prompts for the coordinator: what to do, for which plan, by when")
 
-REASONS = {
-    "evaluation_due": "Evaluate the individual plan with the patient (scheduled evaluation is due)",
-    "evaluation_suggested": "No evaluation for a long time: schedule one with the patient",
-    "triangle_meeting_suggested": "Suggest a triangle meeting (municipality, specialist service, the young person)",
-    "no_show_follow_up": "The patient did not come to the triangle meeting: follow up as agreed",
-    "written_information_due": "Information was given only orally: give it in writing too",
-    "consent_expiring": "A relative's consent is about to expire: talk with the patient about it",
+REASONS: dict[str, str] = {
+    Reason.EVALUATION_DUE: "Evaluate the individual plan with the patient (scheduled evaluation is due)",
+    Reason.EVALUATION_SUGGESTED: "No evaluation for a long time: schedule one with the patient",
+    Reason.TRIANGLE_MEETING_SUGGESTED:
+        "Suggest a triangle meeting (municipality, specialist service, the young person)",
+    Reason.NO_SHOW_FOLLOW_UP: "The patient did not come to the triangle meeting: follow up as agreed",
+    Reason.WRITTEN_INFORMATION_DUE: "Information was given only orally: give it in writing too",
+    Reason.CONSENT_EXPIRING: "A relative's consent is about to expire: talk with the patient about it",
 }
 INBOX_ROLES = frozenset({"coordinator"})
 
 
 class InboxQuery(Schema):
-    status = fields.String(load_default="open",
-                           validate=validate.OneOf(("open", "acknowledged", "resolved", "all")))
+    status = fields.String(load_default=PromptStatus.OPEN.value,
+                           validate=validate.OneOf((*(status.value for status in PromptStatus), ALL)))
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=500))
 
 

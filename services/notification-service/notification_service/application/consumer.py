@@ -5,31 +5,12 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
-from typing import Any, Callable, Protocol
+from typing import Any
 
+from notification_service.application.ports import Source
 from notification_service.application.service import Notifications
 
 log = logging.getLogger("careplan.consumer")
-
-
-@dataclass(frozen=True)
-class Record:
-    part: int  # Kafka partition; 0 for the HTTP feed
-    position: int  # Kafka offset, or the feed's log position
-    raw: Any  # bytes (Kafka) or the decoded JSON object (feed)
-
-
-class Source(Protocol):
-    name: str
-
-    def fetch(self, positions: Callable[[], dict[int, int]]) -> list[Record]:
-        """The next records after the stored positions (may wait briefly); raise if unreachable."""
-
-    def processed(self, records: list[Record]) -> None:
-        """Called after the records are stored (Kafka: commit offsets, for lag monitoring only)."""
-
-    def close(self) -> None: ...
 
 
 class Consumer:

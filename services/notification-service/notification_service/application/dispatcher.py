@@ -6,20 +6,17 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import timedelta
-from typing import Any, Protocol
+from datetime import datetime, timedelta
 
-from notification_service.adapters.channels import DeliveryError, Message, backoff
+from notification_service.application.ports import Channel
 from notification_service.application.service import Notifications
+from notification_service.domain.deliveries import (
+    DeliveryError, DeliveryKind, DeliveryStatus, DueDelivery, Message, backoff,
+)
+from notification_service.domain.prompts import Prompt, PromptStatus
 
 log = logging.getLogger("careplan.dispatch")
 MAX_ATTEMPTS = 8
-
-
-class Channel(Protocol):
-    name: str
-
-    def send(self, message: Message) -> None: ...
 
 
 class Dispatcher:
@@ -41,9 +38,10 @@ class Dispatcher:
                 prompt = tx.prompt(delivery["prompt_id"])
             attempts = delivery["attempts"] + 1
             channel = self.channels.get(delivery["channel"])
-            status, error, next_attempt = "sent", None, None
-            if prompt is None or prompt.status != "open" or channel is None:
-                status = "skipped"
+            status, error = DeliveryStatus.SENT, None
+            next_attempt: datetime | None = None
+            if prompt is None or prompt.status != PromptStatus.OPEN or channel is None:
+                status = DeliveryStatus.SKIPPED
             else:
                 try:
                     channel.send(self._message(delivery, prompt))
@@ -51,21 +49,21 @@ class Dispatcher:
                 except DeliveryError as e:
                     error = str(e)[:300]
                     if e.retryable and attempts < MAX_ATTEMPTS:
-                        status = "pending"
+                        status = DeliveryStatus.PENDING
                         wait = max(backoff(attempts), getattr(e, "retry_after", None) or 0)
                         next_attempt = now + timedelta(seconds=wait)
                     else:
-                        status = "failed"
+                        status = DeliveryStatus.FAILED
                     log.warning("delivery failed", extra={"channel": delivery["channel"], "count": attempts})
             with store.transaction() as tx:
                 tx.delivery_done(delivery["id"], status, attempts, error, next_attempt)
         return len(due)
 
-    def _message(self, delivery: dict[str, Any], prompt: Any) -> Message:
+    def _message(self, delivery: DueDelivery, prompt: Prompt) -> Message:
         return Message(
             delivery_id=delivery["id"], prompt_id=prompt.id, plan_id=prompt.plan_id,
             recipient=prompt.recipient or "", reason=prompt.rule, due_at=prompt.due_at,
-            link=f"{self.public_url}/v1/prompts/{prompt.id}", escalated=delivery["kind"] == "escalated")
+            link=f"{self.public_url}/v1/prompts/{prompt.id}", escalated=delivery["kind"] == DeliveryKind.ESCALATED)
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():

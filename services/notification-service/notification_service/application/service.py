@@ -20,13 +20,18 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from enum import StrEnum
 from typing import Any, Protocol
 
 from marshmallow import ValidationError
 
 from careplan_shared.events import IntegrationEvent, UnknownEventType, decode_event
-from notification_service.adapters.crypto import StoreUnreadable
-from notification_service.adapters.store import Prompt, Tx
+from notification_service.application.ports import PromptStore, StoreTransaction
+from notification_service.domain.dead_letters import DeadLetter, DeadLetterStatus, OpenDeadLetter
+from notification_service.domain.deliveries import DeliveryKind
+from notification_service.domain.errors import StoreUnreadable
+from notification_service.domain.prompts import Prompt, PromptStatus
+from notification_service.domain.records import Record
 from notification_service.domain.rules import Settings, desired_prompts, next_check
 from notification_service.domain.view import (
     OutOfOrder, PlanView, apply, apply_late, is_late, is_redelivery, skip,
@@ -39,6 +44,7 @@ MAX_PLAN_VERSION = 2**31 - 1
 # Errors that are the event's (or a rule's) and not a bug: their message goes into the reason.
 EXPECTED = (OutOfOrder, KeyError, TypeError, ValueError, OverflowError)
 RECHECK_AFTER_FAILURE = timedelta(days=1)
+ALL = "all"  # the inbox in every status
 
 
 class Undecodable(Exception):
@@ -70,12 +76,6 @@ class ManualClock:
         self._now = moment
 
 
-class Store(Protocol):
-    transient_errors: tuple[type[Exception], ...]  # the store's trouble, not the event's: retried
-
-    def transaction(self) -> Any: ...
-
-
 class PromptNotFound(Exception):
     pass
 
@@ -84,15 +84,21 @@ class PromptClosed(Exception):
     """Acknowledging a prompt that resolved itself (the plan already shows it was dealt with)."""
 
 
+class OutcomeStatus(StrEnum):
+    PROCESSED = "processed"
+    DUPLICATE = "duplicate"  # already in the store (redelivered) or in the plan's view (re-sent)
+    DEAD_LETTER = "dead_letter"
+
+
 @dataclass(frozen=True)
 class Outcome:
-    status: str  # processed | duplicate | dead_letter
+    status: OutcomeStatus
     created: int = 0
     resolved: int = 0
 
 
 class Notifications:
-    def __init__(self, store: Store, settings: Settings | None = None, clock: Clock | None = None,
+    def __init__(self, store: PromptStore, settings: Settings | None = None, clock: Clock | None = None,
                  channels: tuple[str, ...] = ()):
         self.store = store
         self.settings = settings or Settings()
@@ -112,7 +118,7 @@ class Notifications:
             with self.store.transaction() as tx:
                 done = tx.position(source, part)
                 if done is not None and position <= done:
-                    return Outcome("duplicate")
+                    return Outcome(OutcomeStatus.DUPLICATE)
                 outcome = self._apply(tx, source, part, position, raw, now, {})
                 tx.set_position(source, part, position)
         except self._fatal():
@@ -123,8 +129,8 @@ class Notifications:
         self.processed += 1
         return outcome
 
-    def handle_batch(self, source: str, records: list[Any]) -> list[Outcome]:
-        """Many events in one transaction (records have .part, .position, .raw): the same
+    def handle_batch(self, source: str, records: list[Record]) -> list[Outcome]:
+        """Many events in one transaction: the same
         effects as one by one, at a fraction of the commits. Any failure: one by one."""
         now = self.clock.now()
         try:
@@ -134,7 +140,7 @@ class Notifications:
                 views: dict[str, PlanView] = {}  # each plan read and written once per batch
                 for r in records:
                     if r.position <= done.get(r.part, -1):
-                        outcomes.append(Outcome("duplicate"))
+                        outcomes.append(Outcome(OutcomeStatus.DUPLICATE))
                         continue
                     outcomes.append(self._apply(tx, source, r.part, r.position, r.raw, now, views, save=False))
                     done[r.part] = r.position
@@ -153,7 +159,7 @@ class Notifications:
     def _fatal(self) -> tuple[type[Exception], ...]:
         return (StoreUnreadable, *getattr(self.store, "transient_errors", ()))
 
-    def _apply(self, tx: Tx, source: str, part: int, position: int, raw: Any, now: datetime,
+    def _apply(self, tx: StoreTransaction, source: str, part: int, position: int, raw: Any, now: datetime,
                views: dict[str, PlanView], save: bool = True) -> Outcome:
         try:
             event = _decode(raw)
@@ -162,7 +168,7 @@ class Notifications:
         plan_id = str(event.plan_id)
         view, copy = self._view(tx, plan_id, views)
         if is_redelivery(view, event):
-            return Outcome("duplicate")
+            return Outcome(OutcomeStatus.DUPLICATE)
         late = is_late(view, event)  # skipped earlier; here again (a re-sent copy): apply it now
         try:
             apply_late(view, event) if late else apply(view, event)
@@ -173,14 +179,15 @@ class Notifications:
             views[plan_id] = view
             self._dead(tx, source, part, position, str(event.event_id), _failure(e), raw, now)
             self._reconcile(tx, view, now, save=save)
-            return Outcome("dead_letter")
+            return Outcome(OutcomeStatus.DEAD_LETTER)
         views[plan_id] = view
         if late:
             tx.resolve_dead_letters_of_event(str(event.event_id), now)
         created, resolved = self._reconcile(tx, view, now, save=save)
-        return Outcome("processed", created, resolved)
+        return Outcome(OutcomeStatus.PROCESSED, created, resolved)
 
-    def _view(self, tx: Tx, plan_id: str, views: dict[str, PlanView]) -> tuple[PlanView, dict[str, Any] | None]:
+    def _view(self, tx: StoreTransaction, plan_id: str, views: dict[str, PlanView]
+              ) -> tuple[PlanView, dict[str, Any] | None]:
         """The plan's view, and a copy of its state to fall back to if an event fails halfway."""
         view = views.get(plan_id)
         if view is not None:
@@ -217,7 +224,7 @@ class Notifications:
             tx.set_position(source, part, position)
         return outcome
 
-    def _dead(self, tx: Tx, source: str, part: int, position: int, event_id: str | None, reason: str,
+    def _dead(self, tx: StoreTransaction, source: str, part: int, position: int, event_id: str | None, reason: str,
               raw: Any, now: datetime) -> Outcome:
         payload = raw if isinstance(raw, str) else raw.decode("utf-8", "replace") if isinstance(raw, bytes) \
             else json.dumps(raw, default=str)
@@ -226,7 +233,7 @@ class Notifications:
         reason = reason.encode("utf-8", "replace").decode("utf-8")
         tx.dead_letter(source, part, position, event_id, reason, payload, now)
         log.warning("event dead-lettered", extra={"position": position, "reason": reason.split(":")[0]})
-        return Outcome("dead_letter")
+        return Outcome(OutcomeStatus.DEAD_LETTER)
 
     # -- dead letters -------------------------------------------------------------------
 
@@ -261,7 +268,7 @@ class Notifications:
                                                                 "reason": reason.split(":")[0]})
         return {"retried": len(letters), "resolved": resolved, "still_failing": failing}
 
-    def _retry(self, tx: Tx, letter: dict[str, Any], now: datetime) -> str | None:
+    def _retry(self, tx: StoreTransaction, letter: OpenDeadLetter, now: datetime) -> str | None:
         """None when the letter's event is now in its plan's view; else why not."""
         try:
             event = _decode(letter["payload"])
@@ -281,17 +288,18 @@ class Notifications:
         with self.store.transaction() as tx:
             return tx.positions(source)
 
-    def dead_letters(self, limit: int = 100, status: str | None = "open") -> list[dict[str, Any]]:
+    def dead_letters(self, limit: int = 100, status: DeadLetterStatus | None = DeadLetterStatus.OPEN
+                     ) -> list[DeadLetter]:
         with self.store.transaction() as tx:
             return tx.dead_letters(limit, status)
 
     def open_dead_letter_count(self) -> int:
         with self.store.transaction() as tx:
-            return tx.count_dead_letters("open")
+            return tx.count_dead_letters(DeadLetterStatus.OPEN)
 
     # -- rules --------------------------------------------------------------------------
 
-    def _save_view(self, tx: Tx, view: PlanView, now: datetime) -> None:
+    def _save_view(self, tx: StoreTransaction, view: PlanView, now: datetime) -> None:
         try:
             check = next_check(view, now, self.settings)
         except Exception as e:  # noqa: BLE001 - look again tomorrow rather than lose the update
@@ -299,7 +307,7 @@ class Notifications:
             check = now + RECHECK_AFTER_FAILURE
         tx.save_view(view.plan_id, view.version, view.to_json(), check)
 
-    def _reconcile(self, tx: Tx, view: PlanView, now: datetime, save: bool = True) -> tuple[int, int]:
+    def _reconcile(self, tx: StoreTransaction, view: PlanView, now: datetime, save: bool = True) -> tuple[int, int]:
         """Make the stored prompts of this plan what the rules want now; save the view."""
         wanted = {(p.rule, p.subject): p for p in desired_prompts(view, now, self.settings, _rule_failed)}
         existing = {(p.rule, p.subject): p for p in tx.prompts_of_plan(view.plan_id)}
@@ -308,13 +316,13 @@ class Notifications:
             if key in existing:
                 continue  # once created, never again: not after an ack, not after a restart
             prompt = Prompt(uuid.uuid4().hex, view.plan_id, spec.rule, spec.subject, view.coordinator_id,
-                            "open", spec.due_at, spec.escalate_at, None, now, None, None, spec.details)
+                            PromptStatus.OPEN, spec.due_at, spec.escalate_at, None, now, None, None, spec.details)
             tx.insert_prompt(prompt)
             for channel in self.channels:
-                tx.enqueue_delivery(prompt.id, channel, "new", now)
+                tx.enqueue_delivery(prompt.id, channel, DeliveryKind.NEW, now)
             created += 1
         for key, prompt in existing.items():
-            if prompt.status != "open":
+            if prompt.status != PromptStatus.OPEN:
                 continue
             if key not in wanted:
                 tx.resolve_prompt(prompt.id, now)
@@ -344,11 +352,11 @@ class Notifications:
             for prompt in tx.to_escalate(now, 10_000):
                 tx.mark_escalated(prompt.id, now)
                 for channel in self.channels:
-                    tx.enqueue_delivery(prompt.id, channel, "escalated", now)
+                    tx.enqueue_delivery(prompt.id, channel, DeliveryKind.ESCALATED, now)
                 escalated += 1
         return {"checked": checked, "escalated": escalated}
 
-    def _tick_one(self, tx: Tx, plan_id: str, now: datetime) -> None:
+    def _tick_one(self, tx: StoreTransaction, plan_id: str, now: datetime) -> None:
         """One plan's turn; a plan whose view cannot be read does not stop the others."""
         try:
             self._reconcile(tx, PlanView.from_json(tx.load_view(plan_id)), now)
@@ -360,8 +368,10 @@ class Notifications:
 
     # -- the inbox ----------------------------------------------------------------------
 
-    def inbox(self, recipient: str, status: str = "open", limit: int = 200) -> list[Prompt]:
-        statuses = ("open", "acknowledged", "resolved") if status == "all" else (status,)
+    def inbox(self, recipient: str, status: PromptStatus | str = PromptStatus.OPEN, limit: int = 200
+              ) -> list[Prompt]:
+        """The recipient's prompts in one status, or in any (``"all"``)."""
+        statuses = tuple(PromptStatus) if status == ALL else (PromptStatus(status),)
         with self.store.transaction() as tx:
             return tx.inbox(recipient, statuses, limit)
 
@@ -377,11 +387,11 @@ class Notifications:
             prompt = tx.prompt(prompt_id)
             if prompt is None or prompt.recipient != recipient:
                 raise PromptNotFound(prompt_id)
-            if prompt.status == "resolved":
+            if prompt.status == PromptStatus.RESOLVED:
                 raise PromptClosed(prompt_id)
-            if prompt.status == "open":
+            if prompt.status == PromptStatus.OPEN:
                 tx.acknowledge(prompt_id, self.clock.now())
-            return tx.prompt(prompt_id)
+            return tx.prompt(prompt_id) or prompt  # (it is there: read in this transaction)
 
 
 def _decode(raw: Any) -> IntegrationEvent:

@@ -18,7 +18,9 @@ from datetime import datetime, time, timedelta, timezone
 from typing import Any, Callable
 from zoneinfo import ZoneInfo
 
-from notification_service.domain.view import PlanView
+from careplan_shared.vocabulary import InformationForm
+from notification_service.domain.prompts import Reason
+from notification_service.domain.view import MeetingStatus, PlanView
 
 
 @dataclass(frozen=True)
@@ -37,7 +39,7 @@ class Settings:
 
 @dataclass(frozen=True)
 class PromptSpec:
-    rule: str  # also the reason category shown to the coordinator
+    rule: Reason  # also the reason category shown to the coordinator
     subject: str  # what in the plan it is about; (plan, rule, subject) is the prompt's key
     due_at: datetime
     escalate_at: datetime | None = None
@@ -74,7 +76,7 @@ def _day_end(moment: datetime, s: Settings) -> datetime:
 def evaluation_due(view: PlanView, now: datetime, s: Settings) -> list[PromptSpec]:
     """A scheduled evaluation is due on its day; overdue (escalated) after the grace period."""
     return [
-        PromptSpec("evaluation_due", evaluation_id, e["scheduled_for"],
+        PromptSpec(Reason.EVALUATION_DUE, evaluation_id, e["scheduled_for"],
                    escalate_at=_plus(e["scheduled_for"], s.evaluation_grace),
                    details={"evaluation_id": evaluation_id})
         for evaluation_id, e in sorted(view.evaluations.items())
@@ -90,7 +92,7 @@ def evaluation_suggested(view: PlanView, now: datetime, s: Settings) -> list[Pro
     due = _plus(anchor, s.evaluation_interval)
     if now < due:
         return []
-    return [PromptSpec("evaluation_suggested", f"since {anchor.date().isoformat()}", due,
+    return [PromptSpec(Reason.EVALUATION_SUGGESTED, f"since {anchor.date().isoformat()}", due,
                        details={"last_evaluation": view.last_evaluation_at.date().isoformat()
                                 if view.last_evaluation_at else None})]
 
@@ -103,20 +105,21 @@ def triangle_meeting_suggested(view: PlanView, now: datetime, s: Settings) -> li
         return []
     if view.both_levels_since is None:
         return []
-    if any(m["status"] in ("scheduled", "held", "missed") for m in view.meetings.values()):
+    if any(m["status"] in (MeetingStatus.SCHEDULED, MeetingStatus.HELD, MeetingStatus.MISSED)
+           for m in view.meetings.values()):
         return []
-    return [PromptSpec("triangle_meeting_suggested", "plan", view.both_levels_since)]
+    return [PromptSpec(Reason.TRIANGLE_MEETING_SUGGESTED, "plan", view.both_levels_since)]
 
 
 def no_show_follow_up(view: PlanView, now: datetime, s: Settings) -> list[PromptSpec]:
     """A missed triangle meeting: follow up the same day with the strategy agreed in advance."""
     prompts = []
     for meeting_id, m in sorted(view.meetings.items()):
-        if m["status"] != "missed":
+        if m["status"] != MeetingStatus.MISSED:
             continue
         due = _day_end(m["missed_at"], s)
         prompts.append(PromptSpec(
-            "no_show_follow_up", f"{meeting_id}#{m['times_missed']}", due,
+            Reason.NO_SHOW_FOLLOW_UP, f"{meeting_id}#{m['times_missed']}", due,
             escalate_at=_plus(due, s.no_show_grace),
             details={"meeting_id": meeting_id, "no_show_strategy": m["no_show_strategy"],
                      "place": m["place"], "transport": m["transport"], "companion": m["companion"],
@@ -128,14 +131,14 @@ def written_information_due(view: PlanView, now: datetime, s: Settings) -> list[
     """Information given only orally should also be given in writing (seed 004)."""
     prompts = []
     for information_id, info in sorted(view.information.items()):
-        if info["form"] != "oral":
+        if info["form"] != InformationForm.ORAL:
             continue
         written_later = any(
-            other["topic"] == info["topic"] and other["form"] in ("written", "both")
+            other["topic"] == info["topic"] and other["form"] in (InformationForm.WRITTEN, InformationForm.BOTH)
             and other["given_at"] >= info["given_at"]
             for other in view.information.values())
         if not written_later:
-            prompts.append(PromptSpec("written_information_due", information_id,
+            prompts.append(PromptSpec(Reason.WRITTEN_INFORMATION_DUE, information_id,
                                       _plus(info["given_at"], s.written_information_after),
                                       details={"information_id": information_id, "topic": info["topic"]}))
     return prompts
@@ -149,7 +152,7 @@ def consent_expiring(view: PlanView, now: datetime, s: Settings) -> list[PromptS
         if c["withdrawn"] or until is None:
             continue
         if _plus(until, -s.consent_warning) <= now < until:
-            prompts.append(PromptSpec("consent_expiring", f"{relative_id}@{until.isoformat()}", until,
+            prompts.append(PromptSpec(Reason.CONSENT_EXPIRING, f"{relative_id}@{until.isoformat()}", until,
                                       details={"relative_id": relative_id}))
     return prompts
 

@@ -16,9 +16,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from enum import StrEnum
 from typing import Any
 
 from careplan_shared.events import IntegrationEvent
+from careplan_shared.vocabulary import AgeBand, ParticipantKind, ServiceLevel
+
+
+class MeetingStatus(StrEnum):
+    """A triangle meeting's status in the view (stored in the view's JSON as these strings)."""
+
+    REQUESTED = "requested"
+    SCHEDULED = "scheduled"
+    HELD = "held"
+    MISSED = "missed"
 
 
 class OutOfOrder(ValueError):
@@ -38,8 +49,8 @@ class PlanView:
     # id -> {"scheduled_for": datetime, "held_at": datetime | None}
     evaluations: dict[str, dict[str, Any]] = field(default_factory=dict)
     last_evaluation_at: datetime | None = None
-    # id -> {"status", "scheduled_for", "place", "transport", "companion", "no_show_strategy",
-    #        "times_missed", "missed_at"}
+    # id -> {"status": MeetingStatus, "scheduled_for", "place", "transport", "companion",
+    #        "no_show_strategy", "times_missed", "missed_at"}
     meetings: dict[str, dict[str, Any]] = field(default_factory=dict)
     # relative id -> {"valid_until": datetime | None, "withdrawn": bool}
     consents: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -62,7 +73,10 @@ class PlanView:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> PlanView:
-        return cls(**_decode(data))
+        view = cls(**_decode(data))
+        for meeting in view.meetings.values():
+            meeting["status"] = MeetingStatus(meeting["status"])
+        return view
 
     def age_on(self, day: date) -> tuple[int, int] | None:
         """The patient's possible age range on a day (from birth date, else the age band)."""
@@ -70,8 +84,10 @@ class PlanView:
             years = day.year - self.birth_date.year - (
                 (day.month, day.day) < (self.birth_date.month, self.birth_date.day))
             return years, years
-        bands = {"0-14": (0, 14), "15-17": (15, 17), "18-25": (18, 25), "26-64": (26, 64), "65+": (65, 200)}
-        return bands.get(self.age_band or "")
+        try:
+            return AgeBand(self.age_band).years
+        except ValueError:  # no band given (or one this version does not know)
+            return None
 
     def is_skipped(self, version: int) -> bool:
         return any(first <= version <= last for first, last in self.skipped)
@@ -201,8 +217,8 @@ def _involve(view: PlanView, level: str | None, at: datetime) -> None:
         view.level_since[level] = at
     if level not in view.service_levels:
         view.service_levels.append(level)
-    if {"municipal", "specialist"} <= set(view.service_levels):
-        known = [view.level_since.get(name) for name in ("municipal", "specialist")]
+    if set(ServiceLevel) <= set(view.service_levels):
+        known = [view.level_since.get(name) for name in ServiceLevel]
         if all(known):  # both took part from the later of their first moments
             view.both_levels_since = max(known)  # type: ignore[type-var]
         elif view.both_levels_since is None:  # a view from before level_since was kept
@@ -225,7 +241,7 @@ def _coordinator(view: PlanView, p: dict[str, Any], e: IntegrationEvent) -> None
 
 def _participant_added(view: PlanView, p: dict[str, Any], e: IntegrationEvent) -> None:
     participant_id = p["participant_id"]
-    if p["kind"] == "professional" and p.get("service_level"):
+    if p["kind"] == ParticipantKind.PROFESSIONAL and p.get("service_level"):
         if _claim(view, f"participant:{participant_id}", e):
             view.professionals[participant_id] = p["service_level"]
         _involve(view, p["service_level"], e.occurred_at)
@@ -271,7 +287,7 @@ def _evaluation_held(view: PlanView, p: dict[str, Any], e: IntegrationEvent) -> 
 
 def _meeting(view: PlanView, meeting_id: str) -> dict[str, Any]:
     return view.meetings.setdefault(meeting_id, {
-        "status": "requested", "scheduled_for": None, "place": None, "transport": None,
+        "status": MeetingStatus.REQUESTED, "scheduled_for": None, "place": None, "transport": None,
         "companion": None, "no_show_strategy": None, "times_missed": 0, "missed_at": None})
 
 
@@ -288,14 +304,14 @@ def _meeting_scheduled(view: PlanView, p: dict[str, Any], e: IntegrationEvent) -
     if _claim(view, f"meeting:{p['meeting_id']}:details", e):
         meeting.update(details)
     if _claim(view, f"meeting:{p['meeting_id']}:status", e):
-        meeting["status"] = "scheduled"
+        meeting["status"] = MeetingStatus.SCHEDULED
 
 
 def _meeting_held(view: PlanView, p: dict[str, Any], e: IntegrationEvent) -> None:
     if p["meeting_id"] not in view.meetings:
         raise OutOfOrder(f"triangle meeting {p['meeting_id']} held but never seen")
     if _claim(view, f"meeting:{p['meeting_id']}:status", e):
-        view.meetings[p["meeting_id"]]["status"] = "held"
+        view.meetings[p["meeting_id"]]["status"] = MeetingStatus.HELD
 
 
 def _meeting_missed(view: PlanView, p: dict[str, Any], e: IntegrationEvent) -> None:
@@ -303,7 +319,7 @@ def _meeting_missed(view: PlanView, p: dict[str, Any], e: IntegrationEvent) -> N
     if meeting is None:
         raise OutOfOrder(f"triangle meeting {p['meeting_id']} missed but never seen")
     if _claim(view, f"meeting:{p['meeting_id']}:status", e):  # a newer status wins over a late miss
-        meeting["status"] = "missed"
+        meeting["status"] = MeetingStatus.MISSED
         meeting["times_missed"] += 1
         meeting["missed_at"] = e.occurred_at
 
@@ -316,6 +332,10 @@ def _information(view: PlanView, p: dict[str, Any], e: IntegrationEvent) -> None
 def _closed(view: PlanView, p: dict[str, Any], e: IntegrationEvent) -> None:
     view.closed = True
 
+
+# Plan event types this service has no use for (their content stays in plan-service); they
+# still advance the view's version. Every other registered type has a handler below.
+UNUSED_EVENT_TYPES = frozenset({"WhatMattersRecorded", "GoalSet", "GoalRevised", "GoalAchieved", "GoalAbandoned"})
 
 _HANDLERS = {
     "PlanOpened": _opened,

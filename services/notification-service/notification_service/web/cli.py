@@ -15,6 +15,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="notification-service")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="run the service (configured by environment variables)")
+    sub.add_parser("migrate", help="bring the store to the newest schema revision and print it "
+                                   "(serve does it too, before it starts)")
     dead = sub.add_parser("dead-letters", help="print the open dead-lettered events (position, reason), "
                                                "or retry them after a fix")
     dead.add_argument("action", nargs="?", choices=("list", "retry"), default="list",
@@ -29,12 +31,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "dead-letters":
         return _dead_letters(config, args.action, args.all)
+    code = _migrate(config, quiet=args.command == "serve")  # serve: once, before the worker forks
+    if args.command == "migrate" or code:
+        return code
 
     def load():
+        from notification_service.bootstrap import bootstrap
         from notification_service.web.app import create_app
 
         logs.configure("notification-service", config.log_level)
-        app = create_app(config)
+        app = create_app(config, bootstrap(config, migrate=False))  # migrated above, in the master
         app.extensions["careplan"].start_workers()
         return app
 
@@ -44,6 +50,21 @@ def main(argv: list[str] | None = None) -> int:
     server.serve(load, host=config.host, port=config.port, workers=1, threads=8,
                  ready_message=f"notification-service ready: {base}  (inbox {base}/v1/prompts, docs {base}/docs; "
                                f"events from {source}; store: {config.persistence})")
+    return 0
+
+
+def _migrate(config: Config, *, quiet: bool = False) -> int:
+    from notification_service.adapters.migrations import database_for, migrate_database
+
+    database = database_for(config)
+    try:
+        revision = migrate_database(database)
+    except Exception as e:  # noqa: BLE001 - unreachable, refused, a failed revision: say so and stop
+        reason = (str(e).strip().splitlines() or [""])[0][:300]
+        print(f"notification-service migrate: {database} failed: {type(e).__name__}: {reason}", file=sys.stderr)
+        return 1
+    if not quiet:
+        print(f"notification-service store ({database}): revision {', '.join(revision)}")
     return 0
 
 

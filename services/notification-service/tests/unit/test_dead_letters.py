@@ -4,14 +4,16 @@ without letting an old event override a newer one."""
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from notification_service.adapters.crypto import Cipher, StoreUnreadable
+from notification_service.adapters.memory_store import MemoryStore
 from notification_service.adapters.store import SQLiteStore
-from notification_service.application.consumer import Record
+from notification_service.domain.records import Record
 from notification_service.application.service import Notifications
 from notification_service.domain import rules as rules_module
 from notification_service.domain import view as view_module
@@ -23,8 +25,8 @@ KEY = Cipher(bytes(range(32)))
 
 
 @pytest.fixture
-def store(tmp_path):
-    return SQLiteStore(tmp_path / "prompts.sqlite", KEY)
+def store():
+    return MemoryStore()  # the use cases; the wrong-key test below needs the encrypted SQLite store
 
 
 @pytest.fixture
@@ -242,8 +244,8 @@ def test_an_event_already_in_the_view_is_not_applied_twice(service, store, strea
     assert service.handle("kafka", 3, 1, events[-1]).status == "processed"
     assert service.handle("kafka", 3, 2, events[-1]).status == "duplicate"
     assert service.open_dead_letter_count() == 0
-    with store.transaction() as tx:  # reopened by hand: the retry must not count the miss again
-        tx._q("UPDATE dead_letters SET status = 'open'")
+    with store.transaction() as tx:  # dead-lettered again by hand: the retry must not count the miss again
+        tx.dead_letter("kafka", 3, 3, events[-1]["event_id"], "again, by hand", json.dumps(events[-1]), clock.now())
     assert service.retry_dead_letters()["resolved"] == 1
     assert view_of(store, s).meetings["m1"]["times_missed"] == 1
     assert [p.subject for p in service.inbox("k1")] == ["m1#1"]
@@ -318,8 +320,7 @@ def test_the_clock_goes_on_for_other_plans_when_one_plan_fails(service, store, s
                                 s.wire("CoordinatorAssigned", coordinator_id="k1", service_level=None),
                                 s.wire("EvaluationScheduled", evaluation_id="e1", scheduled_for=clock.now() + DAY)])
     with store.transaction() as tx:  # one plan's stored view is damaged
-        tx._q("UPDATE plan_views SET state = '{\"plan_id\": 1, \"nonsense\": true}' WHERE plan_id = ?",
-              (str(plans[0].plan_id),))
+        tx.save_view(str(plans[0].plan_id), 3, {"plan_id": 1, "nonsense": True}, clock.now() + DAY)
     clock.advance(2 * DAY)
     assert service.tick()["checked"] == 2
     assert [p.plan_id for p in service.inbox("k1")] == [str(plans[1].plan_id)]

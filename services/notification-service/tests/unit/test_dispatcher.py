@@ -10,7 +10,7 @@ import pytest
 from careplan_testing import WebhookReceiver as Receiver
 
 from notification_service.adapters.channels import WebhookChannel, verify_signature
-from notification_service.adapters.store import SQLiteStore
+from notification_service.adapters.memory_store import MemoryStore
 from notification_service.application.dispatcher import MAX_ATTEMPTS, Dispatcher
 from notification_service.application.service import Notifications
 from notification_service.domain.rules import Settings
@@ -26,8 +26,8 @@ def receiver():
 
 
 @pytest.fixture
-def setup(tmp_path, clock, receiver):
-    notifications = Notifications(SQLiteStore(tmp_path / "p.sqlite"), Settings(), clock, channels=("webhook",))
+def setup(clock, receiver):
+    notifications = Notifications(MemoryStore(), Settings(), clock, channels=("webhook",))
     dispatcher = Dispatcher(notifications, {"webhook": WebhookChannel(receiver.url, SECRET)},
                             "https://careplan.example")
     return notifications, dispatcher

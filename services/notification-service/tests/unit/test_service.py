@@ -1,4 +1,5 @@
-"""The application: events in, prompts out, exactly once; the clock; the inbox."""
+"""The application: events in, prompts out, exactly once; the clock; the inbox. On the in-memory
+store (the store contract suite shows SQLite and PostgreSQL behave the same)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from notification_service.adapters.crypto import Cipher
-from notification_service.adapters.store import SQLiteStore
+from notification_service.adapters.memory_store import MemoryStore
 from notification_service.application.service import Notifications, PromptClosed, PromptNotFound
 from notification_service.domain.rules import Settings
 
@@ -15,8 +15,8 @@ HOUR, DAY = timedelta(hours=1), timedelta(days=1)
 
 
 @pytest.fixture
-def store(tmp_path):
-    return SQLiteStore(tmp_path / "prompts.sqlite", Cipher(bytes(range(32))))
+def store():
+    return MemoryStore()
 
 
 @pytest.fixture
@@ -189,16 +189,16 @@ def test_inbox_is_sorted_by_due_time(service, stream, clock):
     assert dues == sorted(dues) and len(dues) == 3
 
 
-def test_a_batch_has_the_same_effect_as_one_by_one(tmp_path, stream, clock):
-    from notification_service.application.consumer import Record
+def test_a_batch_has_the_same_effect_as_one_by_one(stream, clock):
+    from notification_service.domain.records import Record
 
     s = stream()
     events = young_plan(s) + [s.wire("TriangleMeetingScheduled", meeting_id="m1", scheduled_for=clock.now(),
                                      place="x", transport=None, companion=None, no_show_strategy="Ring"),
                               s.wire("TriangleMeetingMissed", meeting_id="m1")]
     records = [Record(0, e["position"], e) for e in events]
-    one = Notifications(SQLiteStore(tmp_path / "one.sqlite"), Settings(), clock)
-    many = Notifications(SQLiteStore(tmp_path / "many.sqlite"), Settings(), clock)
+    one = Notifications(MemoryStore(), Settings(), clock)
+    many = Notifications(MemoryStore(), Settings(), clock)
     for r in records:
         one.handle("feed", r.part, r.position, r.raw)
     many.handle_batch("feed", records[:2])
@@ -209,7 +209,7 @@ def test_a_batch_has_the_same_effect_as_one_by_one(tmp_path, stream, clock):
 
 
 def test_a_bug_while_processing_dead_letters_only_that_event(service, stream, monkeypatch):
-    from notification_service.application.consumer import Record
+    from notification_service.domain.records import Record
     from notification_service.domain import view as view_module
 
     s = stream()

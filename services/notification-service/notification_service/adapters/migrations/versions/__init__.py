@@ -1,0 +1,1 @@
+"""notification-service's revisions of its store (one branch)."""
