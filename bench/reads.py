@@ -1,5 +1,6 @@
 """Read-path benchmark (in process, Flask test client, SQLite files): the first timeline page
-of a plan with 10,000 events, and what the access log costs on that read.
+of a plan with 10,000 events, and what the access log costs on that read (an entry is durable,
+group-committed, before the page leaves).
 
 Prints a table; asserts nothing. Usage: .venv/bin/python bench/reads.py [--events N] [--reads N]
 """
@@ -20,10 +21,12 @@ ACTOR = {"role": "clinician", "id": "bench"}
 
 
 class NoAccessLog:
-    def record(self, entry) -> None:
+    """For comparison only: what the read costs without writing its entry."""
+
+    def append(self, entry) -> None:
         pass
 
-    def flush(self) -> None:
+    def keep(self, entries) -> None:
         pass
 
 

@@ -56,6 +56,8 @@ PROBLEM_DETAILS: dict[str, Any] = {
                   "description": "For a rule of the plan: which event of the posted list broke it"},
         "current_version": {"type": "integer", "minimum": 0,
                             "description": "For a stale If-Match: the plan's version now"},
+        "open_plan_id": {"type": "string", "format": "uuid",
+                         "description": "For a second plan of the same patient: the open one"},
     },
     "additionalProperties": True,
 }
@@ -78,6 +80,8 @@ DESCRIPTIONS: dict[int, str] = {
     429: "Too Many Requests: too many failed authentications from this client; `Retry-After` says "
          "when it is under the limit again",
     500: "Internal Server Error: never expected; the cause is logged, not sent",
+    503: "Service Unavailable: the access log cannot be written just now, so nothing is shown; "
+         "`Retry-After` says when to try again",
 }
 
 HEADERS: dict[int, dict[str, Any]] = {
@@ -86,6 +90,8 @@ HEADERS: dict[int, dict[str, Any]] = {
                                "required": True, "schema": {"type": "string"}}},
     429: {"Retry-After": {"description": "Seconds until this client may try again",
                           "required": True, "schema": {"type": "integer", "minimum": 1}}},
+    503: {"Retry-After": {"description": "Seconds until it is worth trying again",
+                          "required": False, "schema": {"type": "integer", "minimum": 1}}},
     412: {"ETag": {"description": "The plan's version now, e.g. `\"7\"`",
                    "required": True, "schema": {"type": "string"}}},
 }
@@ -121,6 +127,11 @@ def _is_write(_: dict[str, Any], __: str, method: str) -> bool:
     return method in _WRITES
 
 
+def _reads_one(_: dict[str, Any], path: str, method: str) -> bool:
+    """A read of one resource: refused with 503 when its access log cannot be written."""
+    return method == "get" and "{" in path
+
+
 def _always(*_: Any) -> bool:
     return True
 
@@ -130,7 +141,8 @@ def _always(*_: Any) -> bool:
 # policy (403); an unknown plan or prompt (404, and a path that does not parse as one);
 # _json_body / webargs (400 not JSON, 415 not application/json), MAX_CONTENT_LENGTH (413);
 # marshmallow, webargs and header checks (422); the plan's rules, a concurrent writer, a
-# resolved prompt (409); a stale If-Match (412). 500 is never meant to happen, but if it does
+# resolved prompt (409); a stale If-Match (412); an access log that cannot be written before a
+# read shows anything (503). 500 is never meant to happen, but if it does
 # it is problem+json too.
 ERROR_RULES: tuple[tuple[Callable[[dict[str, Any], str, str], bool], tuple[int, ...]], ...] = (
     (_has_security, (401, 403, 429)),
@@ -139,6 +151,7 @@ ERROR_RULES: tuple[tuple[Callable[[dict[str, Any], str, str], bool], tuple[int, 
     (_has_input, (422,)),
     (_is_write, (409,)),
     (_has_if_match, (412,)),
+    (_reads_one, (503,)),
     (_always, (500,)),
 )
 

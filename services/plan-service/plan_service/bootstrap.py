@@ -59,7 +59,7 @@ def access_log_for(config: Config):
         return access_log.postgres_access_log(postgres_conninfo(config.postgres),
                                               config.postgres.get("POSTGRES_SCHEMA", ""))
     if config.persistence == "sqlite":
-        return access_log.sqlite_access_log(config.sqlite_file.with_name("access-log.sqlite"))
+        return access_log.sqlite_access_log(config.access_log_file)
     return access_log.MemoryAccessLog()
 
 
@@ -72,7 +72,15 @@ def build_relay(config: Config, plans: PlanApplication) -> Relay:
     return Relay(plans, publisher, positions_for(config, config.kafka_topic))
 
 
-def bootstrap(config: Config, *, with_relay: bool | None = None) -> Services:
+def bootstrap(config: Config, *, with_relay: bool | None = None, migrate: bool = True) -> Services:
+    """``migrate``: first bring the store to the newest schema revision (under the migration
+    lock; one query when it is there). In-process users (tests, `plan-service relay`) keep the
+    default; `serve` migrates once in the gunicorn master, so its workers pass False and never
+    create a table."""
+    if migrate:
+        from plan_service.adapters.migrations import migrate as migrate_store
+
+        migrate_store(config)
     plans = PlanApplication(eventsourcing_env(config), write_batch_max=config.write_batch_max)
     plans.snapshotting_intervals = {IndividualPlan: config.snapshot_interval}
     verifier = verifier_from_env(config.oidc, DevTokenVerifier(load_or_create_dev_key(config.signing_key_file)))

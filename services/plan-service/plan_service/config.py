@@ -113,6 +113,11 @@ class Config:
         return self.sqlite_path or self.data_dir / "plan-service" / "events.sqlite"
 
     @property
+    def access_log_file(self) -> Path:
+        """SQLite: the access log's own file, beside the event store."""
+        return self.sqlite_file.with_name("access-log.sqlite")
+
+    @property
     def embedded_key_file(self) -> Path:
         """Where the embedded default keeps the encryption key it made on first run."""
         return self.sqlite_file.with_name("encryption.key")

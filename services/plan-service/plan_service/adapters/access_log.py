@@ -1,23 +1,30 @@
 """The access log: who read or changed which plan, when, in what role, with what result.
 
-Append-only (no update or delete path exists). Reads must not wait on a disk flush, so entries
-are queued and a writer thread commits them in batches (every 50 ms or 500 entries); reading
-the log flushes first, so a patient always sees the accesses up to their own request. The
-cost: a crash can lose the last batch of read entries (at most ~50 ms).
+Append-only (no update or delete path exists). The patient has a right to read it
+(pasientjournalloven § 18), so no read goes without its entry: ``append`` returns only once the
+entry is durable. Concurrent requests are group-committed by one writer thread (one commit for
+all the entries waiting), so a read pays about one commit, not one each. When the log cannot be
+written, ``append`` raises ``AccessLogUnavailable`` (the API then answers 503 and shows
+nothing); what is handed to ``keep`` is written once the store is back. The queue is bounded:
+past it, ``append`` fails at once instead of growing without limit.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import threading
+import time
+from collections import deque
 from dataclasses import astuple, dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from careplan_shared.files import private_sqlite
 
+log = logging.getLogger("careplan.access_log")
 COLUMNS = ("at", "plan_id", "subject", "role", "on_behalf_of", "action", "result", "status")
 
 
@@ -29,50 +36,116 @@ class AccessEntry:
     role: str
     on_behalf_of: str | None
     action: str  # read_plan | read_plan_as_of | read_timeline | read_access_log | write_events | open_plan
-    result: str  # allowed | denied | not_found | rejected
+    result: str  # allowed | denied | not_found | rejected | unavailable (refused: could not be logged)
     status: int
 
 
-class _Batcher:
-    def __init__(self, write, interval: float = 0.05, max_batch: int = 500):
-        self._write, self._interval, self._max = write, interval, max_batch
-        self._pending: list[AccessEntry] = []
+class AccessLogUnavailable(Exception):
+    """The access log could not be written (store down, queue full, too slow)."""
+
+
+class _Waiting:
+    __slots__ = ("entry", "done", "error")
+
+    def __init__(self, entry: AccessEntry):
+        self.entry = entry
+        self.done = threading.Event()
+        self.error: str | None = None
+
+
+class _GroupWriter:
+    """One writer thread per process: takes everything waiting (up to ``max_batch``), writes it
+    in one transaction, and wakes the waiters. Entries handed to ``keep`` (not waited for) go
+    first in the next write and stay, in order, until a write succeeds (bounded: the oldest are
+    dropped past ``max_kept``, and counted)."""
+
+    def __init__(self, write: Callable[[list[AccessEntry]], None], *, max_pending: int = 10_000,
+                 max_batch: int = 1_000, max_kept: int = 100_000, retry_seconds: float = 1.0):
+        self._write = write
+        self.max_pending, self.max_batch, self.max_kept, self.retry_seconds = (
+            max_pending, max_batch, max_kept, retry_seconds)
+        self._waiting: deque[_Waiting] = deque()
+        self._kept: deque[AccessEntry] = deque()
         self._cond = threading.Condition()
-        self._write_lock = threading.Lock()  # one flush at a time, so entries stay in order
         self._thread: threading.Thread | None = None
         self._pid: int | None = None
+        self.written = 0
+        self.failed_writes = 0
+        self.dropped = 0
+        self.last_error: str | None = None
 
-    def add(self, entry: AccessEntry) -> None:
+    def submit(self, entry: AccessEntry) -> _Waiting:
+        waiting = _Waiting(entry)
         with self._cond:
-            if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
-                self._pid = os.getpid()
-                self._thread = threading.Thread(target=self._run, name="access-log", daemon=True)
-                self._thread.start()
-            self._pending.append(entry)
-            if len(self._pending) >= self._max:
-                self._cond.notify()
+            if len(self._waiting) >= self.max_pending:
+                raise AccessLogUnavailable("the access log's queue is full")
+            self._ensure_thread()
+            self._waiting.append(waiting)
+            self._cond.notify()
+        return waiting
 
-    def flush(self) -> None:
-        # Requests only ever wait for the list swap, never for the database.
-        with self._write_lock:
-            with self._cond:
-                batch, self._pending = self._pending, []
-            if batch:
-                try:
-                    self._write(batch)
-                except Exception:
-                    with self._cond:  # keep them, in order, for the next turn
-                        self._pending[:0] = batch
-                    raise
+    def keep(self, entries: list[AccessEntry]) -> None:
+        with self._cond:
+            self._kept.extend(entries)
+            overflow = len(self._kept) - self.max_kept
+            for _ in range(max(0, overflow)):
+                self._kept.popleft()
+            if overflow > 0:
+                self.dropped += overflow
+                log.error("access-log entries dropped: the store has been down too long",
+                          extra={"count": overflow})
+            self._ensure_thread()
+            self._cond.notify()
+
+    def _ensure_thread(self) -> None:
+        if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
+            self._pid = os.getpid()
+            self._thread = threading.Thread(target=self._run, name="access-log", daemon=True)
+            self._thread.start()
 
     def _run(self) -> None:
         while True:
             with self._cond:
-                self._cond.wait(self._interval)
+                while not self._waiting and not self._kept:
+                    self._cond.wait()
+                kept = list(self._kept)
+                batch = [self._waiting.popleft() for _ in range(min(len(self._waiting), self.max_batch))]
             try:
-                self.flush()
-            except Exception:  # noqa: BLE001 - keep the entries for the next turn
-                pass
+                self._write(kept + [w.entry for w in batch])
+            except Exception as e:  # noqa: BLE001 - every waiter is told, the failure logged and counted
+                self._failed(e, batch, kept)
+                continue
+            with self._cond:
+                for _ in kept:  # keep() may have added more meanwhile: drop only what was written
+                    self._kept.popleft()
+            self.written += len(kept) + len(batch)
+            self.last_error = None
+            for waiting in batch:
+                waiting.done.set()
+
+    def _failed(self, error: Exception, batch: list[_Waiting], kept: list[AccessEntry]) -> None:
+        self.failed_writes += 1
+        self.last_error = type(error).__name__
+        log.error("access log write failed", extra={"error_type": self.last_error,
+                                                    "count": len(batch) + len(kept)})
+        for waiting in batch:
+            waiting.error = self.last_error
+            waiting.done.set()
+        if kept and not batch:
+            time.sleep(self.retry_seconds)  # only retries are waiting: do not spin
+
+    def status(self) -> dict[str, Any]:
+        with self._cond:
+            waiting, kept = len(self._waiting), len(self._kept)
+        return {"written": self.written, "waiting": waiting, "kept_for_retry": kept,
+                "failed_writes": self.failed_writes, "dropped": self.dropped, "last_error": self.last_error}
+
+
+def _wait(waiting: _Waiting, timeout: float) -> None:
+    if not waiting.done.wait(timeout):
+        raise AccessLogUnavailable("the access log did not answer in time")
+    if waiting.error is not None:
+        raise AccessLogUnavailable(f"the access log could not be written ({waiting.error})")
 
 
 class MemoryAccessLog:
@@ -80,9 +153,16 @@ class MemoryAccessLog:
         self._rows: list[AccessEntry] = []
         self._lock = threading.Lock()
 
-    def record(self, entry: AccessEntry) -> None:
+    def append(self, entry: AccessEntry) -> None:
         with self._lock:
             self._rows.append(entry)
+
+    def keep(self, entries: list[AccessEntry]) -> None:
+        for entry in entries:
+            self.append(entry)
+
+    def status(self) -> dict[str, Any]:
+        return {"written": len(self._rows), "last_error": None}
 
     def entries(self, plan_id: str, limit: int = 100, before: int | None = None) -> list[tuple[int, AccessEntry]]:
         with self._lock:
@@ -97,30 +177,43 @@ class MemoryAccessLog:
 class SQLAccessLog:
     """SQLite (a file of its own) or PostgreSQL (a table beside the events)."""
 
-    def __init__(self, connect, placeholder: str, id_column: str):
+    def __init__(self, connect: Callable[[], Any], placeholder: str, timeout: float = 5.0):
+        # The table: adapters/migrations (`plan-service migrate`), never made here.
         self._connect, self._ph = connect, placeholder
-        with self._connect() as db:
-            db.execute(f"CREATE TABLE IF NOT EXISTS careplan_access_log (id {id_column}, "
-                       "at TEXT NOT NULL, plan_id TEXT NOT NULL, subject TEXT NOT NULL, role TEXT NOT NULL, "
-                       "on_behalf_of TEXT, action TEXT NOT NULL, result TEXT NOT NULL, status INTEGER NOT NULL)")
-            db.execute("CREATE INDEX IF NOT EXISTS careplan_access_log_plan ON careplan_access_log (plan_id, id)")
-        self._batcher = _Batcher(self._write)
+        self._writer = _GroupWriter(self._write)
+        self._db: Any = None  # the writer thread's connection, opened again after a failure
+        self.timeout = timeout
 
     def _write(self, batch: list[AccessEntry]) -> None:
         marks = ", ".join([self._ph] * len(COLUMNS))
-        with self._connect() as db:
-            cur = db.cursor()
+        try:
+            if self._db is None:
+                self._db = self._connect()
+            cur = self._db.cursor()
             cur.executemany(f"INSERT INTO careplan_access_log ({', '.join(COLUMNS)}) VALUES ({marks})",
                             [astuple(e) for e in batch])
+            self._db.commit()
+        except Exception:
+            db, self._db = self._db, None
+            if db is not None:
+                _close_quietly(db)
+            raise
 
-    def record(self, entry: AccessEntry) -> None:
-        self._batcher.add(entry)
+    def append(self, entry: AccessEntry) -> None:
+        """Returns once the entry is durable; AccessLogUnavailable if it cannot be."""
+        _wait(self._writer.submit(entry), self.timeout)
+
+    def keep(self, entries: list[AccessEntry]) -> None:
+        """Write these when the store can take them; do not wait."""
+        self._writer.keep(entries)
+
+    def status(self) -> dict[str, Any]:
+        return self._writer.status()
 
     def flush(self) -> None:
-        self._batcher.flush()
+        """Entries are durable when ``append`` returns; nothing is left to flush."""
 
     def entries(self, plan_id: str, limit: int = 100, before: int | None = None) -> list[tuple[int, AccessEntry]]:
-        self.flush()
         ph = self._ph
         sql = f"SELECT id, {', '.join(COLUMNS)} FROM careplan_access_log WHERE plan_id = {ph}"
         params: list[Any] = [plan_id]
@@ -129,26 +222,30 @@ class SQLAccessLog:
             params.append(before)
         sql += f" ORDER BY id DESC LIMIT {ph}"
         params.append(limit)
-        with self._connect() as db:
+        db = self._connect()
+        try:
             rows = db.execute(sql, params).fetchall()
+        finally:
+            _close_quietly(db)
         return [(int(r[0]), AccessEntry(*r[1:])) for r in rows]
+
+
+def _close_quietly(db: Any) -> None:
+    try:
+        db.close()
+    except Exception as e:  # noqa: BLE001 - a broken connection; the failure that broke it is reported
+        log.debug("closing a broken access-log connection failed", extra={"error_type": type(e).__name__})
 
 
 def sqlite_access_log(path: Path) -> SQLAccessLog:
     private_sqlite(path)  # folder 0700, files 0600
 
-    class _Conn:
-        def __enter__(self):
-            self.db = sqlite3.connect(path, timeout=30)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            return self.db
+    def connect() -> sqlite3.Connection:
+        db = sqlite3.connect(path, timeout=5, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        return db
 
-        def __exit__(self, kind, *_):
-            if kind is None:
-                self.db.commit()
-            self.db.close()
-
-    return SQLAccessLog(_Conn, "?", "INTEGER PRIMARY KEY AUTOINCREMENT")
+    return SQLAccessLog(connect, "?")
 
 
 def postgres_access_log(conninfo: str, schema: str) -> SQLAccessLog:
@@ -157,9 +254,10 @@ def postgres_access_log(conninfo: str, schema: str) -> SQLAccessLog:
     options = f"-c search_path={schema}" if schema else None
 
     def connect():
-        return psycopg.connect(conninfo, options=options) if options else psycopg.connect(conninfo)
+        kwargs = {"options": options} if options else {}
+        return psycopg.connect(conninfo, connect_timeout=5, **kwargs)
 
-    return SQLAccessLog(connect, "%s", "BIGSERIAL PRIMARY KEY")
+    return SQLAccessLog(connect, "%s")
 
 
 def now_iso(moment: datetime) -> str:

@@ -62,8 +62,8 @@ class KafkaPublisher:
         if self._producer is not None:
             try:
                 self._producer.close(timeout=2)
-            except Exception:  # noqa: BLE001 - closing a broken producer
-                pass
+            except Exception as e:  # noqa: BLE001 - closing a broken producer: it is dropped anyway
+                log.warning("closing the Kafka producer failed", extra={"error_type": type(e).__name__})
             self._producer = None
 
 

@@ -33,20 +33,23 @@ class PlanCipher(AESCipher):
                 "it was written with, or the store holds unencrypted or damaged data") from None
 
 
+def store_env(config: Config) -> dict[str, str]:
+    """Which store the library opens (no cipher, no cache). The library's tables are made by
+    `plan-service migrate` (adapters/migrations), never by the service: CREATE_TABLE is off."""
+    if config.persistence == "memory":
+        return {"PERSISTENCE_MODULE": "eventsourcing.popo"}
+    if config.persistence == "sqlite":
+        private_sqlite(config.sqlite_file)  # folder 0700, files 0600
+        return {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(config.sqlite_file),
+                "SQLITE_LOCK_TIMEOUT": "10", "CREATE_TABLE": "n"}
+    return {"PERSISTENCE_MODULE": "eventsourcing.postgres", **config.postgres, "CREATE_TABLE": "n"}
+
+
 def eventsourcing_env(config: Config) -> dict[str, str]:
     env: dict[str, str] = {}
     if config.aggregate_cache_size:
         env["AGGREGATE_CACHE_MAXSIZE"] = str(config.aggregate_cache_size)
-    if config.persistence == "memory":
-        env["PERSISTENCE_MODULE"] = "eventsourcing.popo"
-    elif config.persistence == "sqlite":
-        private_sqlite(config.sqlite_file)  # folder 0700, files 0600
-        env["PERSISTENCE_MODULE"] = "eventsourcing.sqlite"
-        env["SQLITE_DBNAME"] = str(config.sqlite_file)
-        env["SQLITE_LOCK_TIMEOUT"] = "10"
-    elif config.persistence == "postgres":
-        env["PERSISTENCE_MODULE"] = "eventsourcing.postgres"
-        env.update(config.postgres)
+    env.update(store_env(config))
     key = config.encryption_key or embedded_key(config)
     if key:
         # The library encrypts each stored event's and snapshot's state (AES-GCM); ids,

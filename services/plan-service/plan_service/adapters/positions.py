@@ -14,9 +14,6 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-CREATE = ("CREATE TABLE IF NOT EXISTS careplan_relay_position "
-          "(relay TEXT PRIMARY KEY, position BIGINT NOT NULL)")
-
 
 class MemoryPositions:
     def __init__(self) -> None:
@@ -40,9 +37,7 @@ class MemoryPositions:
 class SQLitePositions:
     def __init__(self, db_path: Path, relay: str):
         self.db_path, self.relay = db_path, relay
-        self._lock_file: Any = None
-        with self._connect() as db:
-            db.execute(CREATE)
+        self._lock_file: Any = None  # the table: adapters/migrations (`plan-service migrate`)
 
     def _connect(self) -> sqlite3.Connection:
         return sqlite3.connect(self.db_path, timeout=10, isolation_level=None)
@@ -88,8 +83,7 @@ class PostgresPositions:
         self.table = f'"{schema}".careplan_relay_position' if schema else "careplan_relay_position"
         self._leader_conn: Any = None
         self._lock_key = zlib.crc32(f"careplan-relay:{schema}:{relay}".encode())
-        with psycopg.connect(conninfo, autocommit=True) as db:
-            db.execute(CREATE.replace("careplan_relay_position", self.table))
+        # the table: adapters/migrations (`plan-service migrate`)
 
     def load(self) -> int:
         if self._leader_conn is not None and not self._leader_conn.closed:

@@ -1,20 +1,16 @@
-"""Who may do what with a plan. One table (POLICY), used by the endpoints and by the tests.
+"""Authorisation for the plan API: the domain's policy (domain/policy.py) applied to each
+request, and the access log written for every attempt on a plan.
 
-Each (role, action) names the condition under which it is allowed:
-- ``any``: every caller of that role (the EPR system account, a clinician opening a plan);
-- ``own``: the patient whose plan it is;
-- ``assigned``: the plan's assigned coordinator;
-- ``participant``: a clinician taking part in the plan (a professional participant, the
-  coordinator, or the clinician who opened it);
-- ``consent``: a relative with a current consent of the patient; they see only the sections
-  it covers (``visible_sections``), and a withdrawal or expiry counts from the next request.
-Anything else is 403. Every attempt on a plan, allowed or not, is written to the access log.
+``requires(action)`` authenticates the caller, loads the plan the path names, asks the policy,
+and hands the view an ``Access`` (caller, plan, the sections they see): 401 and 403 come before
+anything of the request is validated. The view passes the plan on explicitly.
 """
 
 from __future__ import annotations
 
 import functools
 import uuid
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any, Callable
 
@@ -23,109 +19,67 @@ from flask_smorest import abort
 
 from careplan_shared.access import authenticate
 from careplan_shared.auth import Principal
-from plan_service.adapters.access_log import AccessEntry, now_iso
-from plan_service.application.projection import FULL
+from careplan_shared.problem import problem
+from plan_service.adapters.access_log import AccessEntry, AccessLogUnavailable, now_iso
+from plan_service.api.errors import TYPE
+from plan_service.domain import policy
 from plan_service.domain.plan import IndividualPlan
+from plan_service.domain.policy import POLICY, Caller
 
-POLICY: dict[str, dict[str, str]] = {
-    # Plans are opened from the EPR (by its system account or a clinician); a coordinator is
-    # assigned to a plan once it exists.
-    "plan.create": {"integration": "any", "clinician": "any"},
-    "plan.write": {"integration": "any", "clinician": "participant", "coordinator": "assigned", "patient": "own"},
-    "plan.read": {"integration": "any", "clinician": "participant", "coordinator": "assigned", "patient": "own",
-                  "relative": "consent"},
-    "timeline.read": {"integration": "any", "clinician": "participant", "coordinator": "assigned",
-                      "patient": "own", "relative": "consent"},
-    "access_log.read": {"coordinator": "assigned", "patient": "own"},
-    "feed.read": {"integration": "any"},
-}
-# What a patient may record in their own plan themselves (in their own words; consent).
-PATIENT_EVENT_TYPES = frozenset({"WhatMattersRecorded", "RelativeConsentGiven", "RelativeConsentWithdrawn"})
+READS = frozenset({"plan.read", "timeline.read", "access_log.read"})  # actions that show plan content
 ACTIONS = {"plan.read": "read_plan", "timeline.read": "read_timeline", "plan.write": "write_events",
            "access_log.read": "read_access_log", "plan.create": "open_plan", "feed.read": "read_feed"}
 
 
-def _participants(plan: IndividualPlan) -> set[str]:
-    ids = {p.participant_id for p in plan.participants.values() if p.kind == "professional"}
-    if plan.coordinator:
-        ids.add(plan.coordinator["coordinator_id"])
-    return ids
+@dataclass(frozen=True)
+class Access:
+    """What ``requires`` found out: who calls, the plan (None for actions on no plan), and the
+    sections of it they see."""
+
+    principal: Principal
+    plan: IndividualPlan | None
+    sections: frozenset[str]
+
+    @property
+    def caller(self) -> Caller:
+        return Caller(self.principal.role, self.principal.subject)
 
 
-def allowed(rule: str, principal: Principal, plan: IndividualPlan | None, opener: str | None,
-            now: datetime) -> bool:
-    """Does ``rule`` let this caller act on this plan (None: an action on no plan)?"""
-    if rule == "any":
-        return True
-    if plan is None:
-        return False
-    who = principal.subject
-    if rule == "own":
-        return plan.patient_id == who
-    if rule == "assigned":
-        return bool(plan.coordinator) and plan.coordinator["coordinator_id"] == who
-    if rule == "participant":
-        return who in _participants(plan) or who == opener
-    if rule == "consent":
-        return bool(visible_sections(principal, plan, now))
-    return False
-
-
-def visible_sections(principal: Principal, plan: IndividualPlan, now: datetime) -> frozenset[str]:
-    """The sections of the plan this reader sees (projection.py): all of them, or for a
-    relative those their current consent covers (none once it is withdrawn or has expired)."""
-    if principal.role != "relative":
-        return FULL
-    consent = plan.consents.get(principal.subject)
-    if consent is None or principal.subject not in plan.participants:
-        return frozenset()
-    return frozenset(s for s in consent.scope if consent.covers(s, now))
-
-
-def require(action: str) -> Principal:
-    """For actions on no plan (open a plan, read the feed)."""
+def authorize(action: str, plan_id: uuid.UUID | None = None) -> Access:
     principal = authenticate()
-    if POLICY[action].get(principal.role) != "any":
-        abort(403, message=f"the role {principal.role} may not do {action}")
-    return principal
-
-
-def authorize(action: str, plan_id: uuid.UUID | None = None) -> Principal:
-    principal = authenticate()
-    if plan_id is None:
-        return require(action)
-    rule = POLICY[action].get(principal.role)
-    plans = current_app.extensions["careplan"].plans
+    caller = Caller(principal.role, principal.subject)
     now = datetime.now(timezone.utc)
-    # Current state decides, also for as_of reads. No such plan: 404, and no access-log entry
-    # (a log nobody can ever read, growing with every guessed id).
-    plan = plans.get_plan(plan_id)
-    g.access = (action, str(plan_id), principal)
-    if rule is None or not allowed(rule, principal, plan, getattr(plan, "opened_by", None), now):
-        abort(403, message=f"the role {principal.role} may not do {action} on this plan")
-    g.plan = plan
-    g.sections = visible_sections(principal, plan, now)
-    return principal
+    plan = None
+    if plan_id is not None:
+        # Current state decides, also for as_of reads. No such plan: 404, and no access-log
+        # entry (a log nobody can ever read, growing with every guessed id).
+        plan = current_app.extensions["careplan"].plans.get_plan(plan_id)
+        g.access_attempt = (action, str(plan_id), principal)
+    decision = policy.decide(action, caller, plan, now)
+    if not decision.allowed:
+        where = " on this plan" if plan is not None else ""
+        abort(403, message=f"the role {principal.role} may not do {action}{where}")
+    return Access(principal, plan, decision.sections)
 
 
 def requires(action: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Check the caller before anything else of the request is looked at (so 401/403 come
-    before 422). Put it above flask-smorest's decorators."""
+    before 422), and give the view ``access=``. Put it above flask-smorest's decorators."""
 
     def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(view)
         def checked(*args: Any, **kwargs: Any) -> Any:
-            authorize(action, kwargs.get("plan_id"))
-            return view(*args, **kwargs)
+            return view(*args, access=authorize(action, kwargs.get("plan_id")), **kwargs)
 
         return checked
 
     return decorate
 
 
-def record_access(response: Any) -> Any:
-    """after_request: one access-log entry for every attempt on a plan (also the refused)."""
-    attempt = g.get("access")
+def log_access(response: Any) -> Any:
+    """after_request: one access-log entry for every attempt on an existing plan (also the
+    refused), durable before the response leaves; a read that cannot be logged shows nothing."""
+    attempt = g.get("access_attempt")
     if attempt is None:
         return response
     action, plan_id, principal = attempt
@@ -135,11 +89,20 @@ def record_access(response: Any) -> Any:
         name = "read_plan_as_of"
     result = ("allowed" if status < 400 else "denied" if status in (401, 403)
               else "not_found" if status == 404 else "rejected")
-    current_app.extensions["careplan"].access_log.record(AccessEntry(
-        now_iso(datetime.now(timezone.utc)), plan_id, principal.subject, principal.role,
-        principal.on_behalf_of, name, result, status))
+    entry = AccessEntry(now_iso(datetime.now(timezone.utc)), plan_id, principal.subject, principal.role,
+                        principal.on_behalf_of, name, result, status)
+    log = current_app.extensions["careplan"].access_log
+    try:
+        log.append(entry)  # durable before anything of the plan leaves
+    except AccessLogUnavailable:
+        if action in READS and status < 400:
+            # No read without its entry: show nothing, and log the attempt once the store is back.
+            log.keep([replace(entry, result="unavailable", status=503)])
+            return problem(503, "Service Unavailable", "The access log cannot be written just now, so "
+                           "the plan cannot be shown. Nothing was shown; try again shortly.",
+                           type_=TYPE + "access-log-unavailable", headers={"Retry-After": "5"})
+        log.keep([entry])  # it happened (a change is stored, a refusal was answered): log it later
     return response
 
 
-__all__ = ["POLICY", "PATIENT_EVENT_TYPES", "authenticate", "authorize", "record_access",
-           "require", "requires", "visible_sections"]
+__all__ = ["ACTIONS", "Access", "POLICY", "authenticate", "authorize", "log_access", "requires"]

@@ -9,7 +9,8 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from careplan_shared.events import encode_event
-from plan_service.api import access, schemas
+from plan_service.api import schemas
+from plan_service.api.authorization import Access, requires
 
 blp = Blueprint("feed", __name__, url_prefix="/v1/feed",
                 description="Integration events (shared envelope), ordered by log position")
@@ -17,11 +18,11 @@ blp = Blueprint("feed", __name__, url_prefix="/v1/feed",
 
 @blp.route("")
 class Feed(MethodView):
-    @access.requires("feed.read")
+    @requires("feed.read")
     @blp.arguments(schemas.FeedQuery, location="query", unknown=None)
     @blp.response(200, schemas.FeedPage)
     @blp.doc(security=[{"bearer": []}])
-    def get(self, args: dict[str, Any]):
+    def get(self, args: dict[str, Any], access: Access):
         """Events after position `after`, at most `limit`; poll again with the last position seen"""
         events, last = current_app.extensions["careplan"].plans.feed(args["after"], args["limit"])
         return {"items": [encode_event(e) for e in events], "last_position": last}

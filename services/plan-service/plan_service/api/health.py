@@ -1,4 +1,5 @@
-"""Readiness of plan-service: the event store, and Kafka and the relay when configured."""
+"""Readiness of plan-service: the event store, the access log, and Kafka and the relay when
+configured."""
 
 from __future__ import annotations
 
@@ -13,6 +14,10 @@ def readiness() -> dict[str, Any]:
     services = current_app.extensions["careplan"]
     head = probe("event_store", lambda: services.plans.recorder.max_notification_id() or 0)
     checks: dict[str, Any] = {"event_store": "unreachable" if head == "unreachable" else "ok"}
+    # No read is shown without its access-log entry: a log that cannot be written means not ready.
+    log = services.access_log.status()
+    checks["access_log"] = "unreachable" if log.get("last_error") else "ok"
+    checks["access_log_writer"] = log
     if services.kafka_health is not None:
         checks["kafka"] = "ok" if services.kafka_health.check() else "unreachable"
     if services.relay is not None:

@@ -8,16 +8,18 @@ import uuid
 from typing import Any
 
 import orjson
-from flask import current_app, g, make_response, request, url_for
+from flask import current_app, make_response, request, url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 
-from plan_service.api import access, schemas
+from plan_service.api import schemas
+from plan_service.api.authorization import Access, requires
 from plan_service.api import views
 from plan_service.application import projection
 from plan_service.application import timeline as timeline_view
 from plan_service.application.idempotency import fingerprint
 from plan_service.application.plans import EventRejected, Idempotency, Outcome, PlanApplication
+from plan_service.domain import policy
 
 blp = Blueprint("plans", __name__, url_prefix="/v1/plans",
                 description="Individual plans: events in, current state and timeline out")
@@ -99,14 +101,14 @@ def _write_response(outcome: Outcome) -> tuple[dict[str, Any], int, dict[str, st
 
 @blp.route("")
 class Plans(MethodView):
-    @access.requires("plan.create")
+    @requires("plan.create")
     @json_only
     @blp.arguments(schemas.OpenPlan)
     @blp.response(201, schemas.WriteResult, headers={"Location": {"schema": {"type": "string"}}})
     @blp.doc(parameters=[IDEMPOTENCY_HEADER], security=[{"bearer": []}])
-    def post(self, args: dict[str, Any]):
+    def post(self, args: dict[str, Any], access: Access):
         """Open an individual plan (records PlanOpened)"""
-        principal = access.authenticate()
+        principal = access.principal
         outcome = _plans().open_plan(actor=principal.actor, idempotency=_idempotency(principal.subject),
                                      **args)
         return _write_response(outcome)
@@ -114,22 +116,22 @@ class Plans(MethodView):
 
 @blp.route("/<uuid:plan_id>")
 class Plan(MethodView):
-    @access.requires("plan.read")
+    @requires("plan.read")
     @blp.arguments(schemas.PlanQuery, location="query", unknown=None)
     @blp.response(200, schemas.PlanOut, description="a relative gets only the sections their consent covers")
     @blp.doc(security=[{"bearer": []}])
-    def get(self, args: dict[str, Any], plan_id: uuid.UUID):
+    def get(self, args: dict[str, Any], plan_id: uuid.UUID, access: Access):
         """The plan as it stands now, or as it was recorded at `as_of` (a relative: only the
         sections their current consent covers)"""
-        plan = _plans().get_plan(plan_id, as_of=args["as_of"]) if args["as_of"] else g.plan
-        body = schemas.PlanOut(only=projection.plan_fields(g.sections)).dump(plan)
+        plan = _plans().get_plan(plan_id, as_of=args["as_of"]) if args["as_of"] else access.plan
+        body = schemas.PlanOut(only=projection.plan_fields(access.sections)).dump(plan)
         # a Response passes flask-smorest's dumping untouched: the fields are already chosen
         return make_response(body, 200, {"ETag": f'"{plan.version}"'})
 
 
 @blp.route("/<uuid:plan_id>/events")
 class PlanEvents(MethodView):
-    @access.requires("plan.write")
+    @requires("plan.write")
     @blp.response(201, schemas.WriteResult)
     @blp.doc(
         parameters=[IDEMPOTENCY_HEADER, IF_MATCH_HEADER],
@@ -143,21 +145,20 @@ class PlanEvents(MethodView):
             ]}}},
         },
     )
-    def post(self, plan_id: uuid.UUID):
+    def post(self, plan_id: uuid.UUID, access: Access):
         """Append one event or a list of events, atomically (all or none)"""
-        principal = access.authenticate()
+        principal = access.principal
         body = _json_body()
         items = schemas.load_events(body)
-        if principal.role == "patient":
-            refused = sorted({t for t, _ in items} - access.PATIENT_EVENT_TYPES)
-            if refused:
-                abort(403, message=f"a patient records {', '.join(sorted(access.PATIENT_EVENT_TYPES))} "
-                                   f"themselves; not {', '.join(refused)}")
+        refused = policy.refused_types(access.caller, [t for t, _ in items])
+        if refused:
+            abort(403, message=f"the role {principal.role} records "
+                               f"{', '.join(policy.recordable_by(principal.role))}; not {', '.join(refused)}")
         expected = _expected_version()
         try:
             outcome = _plans().record(plan_id, items, actor=principal.actor,
                                       expected_version=expected,
-                                      idempotency=_idempotency(principal.subject), current=g.plan)
+                                      idempotency=_idempotency(principal.subject), plan=access.plan)
         except EventRejected as e:
             e.in_list = isinstance(body, list)
             raise
@@ -166,25 +167,25 @@ class PlanEvents(MethodView):
 
 @blp.route("/<uuid:plan_id>/timeline")
 class Timeline(MethodView):
-    @access.requires("timeline.read")
+    @requires("timeline.read")
     @blp.arguments(schemas.TimelineQuery, location="query", unknown=None)
     @blp.response(200, schemas.TimelinePage)
     @blp.doc(security=[{"bearer": []}])
-    def get(self, args: dict[str, Any], plan_id: uuid.UUID):
+    def get(self, args: dict[str, Any], plan_id: uuid.UUID, access: Access):
         """What happened in the plan, newest first, one page at a time"""
         events, next_before = _plans().timeline(plan_id, before=args["before"], limit=args["limit"],
-                                                visible=projection.event_filter(g.sections))
-        return {"plan_id": plan_id, "items": [timeline_view.entry(e, g.sections) for e in events],
+                                                visible=projection.event_filter(access.sections))
+        return {"plan_id": plan_id, "items": [timeline_view.entry(e, access.sections) for e in events],
                 "next_before": next_before}
 
 
 @blp.route("/<uuid:plan_id>/access-log")
 class AccessLog(MethodView):
-    @access.requires("access_log.read")
+    @requires("access_log.read")
     @blp.arguments(schemas.TimelineQuery, location="query", unknown=None)
     @blp.response(200, schemas.AccessLogPage)
     @blp.doc(security=[{"bearer": []}])
-    def get(self, args: dict[str, Any], plan_id: uuid.UUID):
+    def get(self, args: dict[str, Any], plan_id: uuid.UUID, access: Access):
         """Who read or changed this plan, when, in what role (newest first): for the patient
         and the coordinator (pasientjournalloven § 18)"""
         log = current_app.extensions["careplan"].access_log

@@ -8,7 +8,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, pre_dump, validate
 
-from plan_service.domain import values
+from plan_service.domain import event_types, values
 from plan_service.domain.plan import EARLIEST
 
 # Control characters (C0, DEL, C1) are never stored: they break logs, exports and screens.
@@ -232,16 +232,9 @@ class PlanClosed(_EventIn):
     note = fields.String(**_opt(TEXT))
 
 
-EVENT_SCHEMAS: dict[str, Schema] = {
-    cls.__name__: cls()
-    for cls in (
-        CoordinatorAssigned, WhatMattersRecorded, GoalSet, GoalRevised, GoalAchieved,
-        GoalAbandoned, InformationGiven, ParticipantAdded, ParticipantRemoved,
-        RelativeConsentGiven, RelativeConsentWithdrawn, EvaluationScheduled, EvaluationHeld,
-        TriangleMeetingRequested, TriangleMeetingScheduled, TriangleMeetingHeld,
-        TriangleMeetingMissed, PlanClosed,
-    )
-}
+# One request schema per registered, postable event type (domain/event_types.py), named after
+# it: a registered type without its schema here fails at start-up (KeyError), and in the tests.
+EVENT_SCHEMAS: dict[str, Schema] = {name: globals()[name]() for name in event_types.COMMANDS}
 MAX_EVENTS_PER_REQUEST = 100
 
 

@@ -15,7 +15,8 @@ WHAT: dict[str, tuple[str, str]] = {
     "write_events": ("recorded changes in the plan", "record changes in the plan"),
     "open_plan": ("opened the plan", "open the plan"),
 }
-RESULTS = {"denied": "not allowed", "not_found": "not found", "rejected": "refused"}
+RESULTS = {"denied": "not allowed", "not_found": "not found", "rejected": "refused",
+           "unavailable": "nothing was shown, the access log could not be written"}
 
 
 def access_entry(entry_id: int, e: AccessEntry) -> dict[str, Any]:

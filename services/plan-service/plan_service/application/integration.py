@@ -6,13 +6,11 @@ from typing import Any
 
 from careplan_shared.events import IntegrationEvent, event_id_for, payload_schema
 from careplan_shared.events.registry import CURRENT_VERSION
+from plan_service.domain import event_types
 from plan_service.domain.plan import IndividualPlan, event_type
 
-PLAN_EVENT_CLASSES = tuple(
-    cls for cls in vars(IndividualPlan).values()
-    if isinstance(cls, type) and issubclass(cls, IndividualPlan.Event)
-    and cls not in (IndividualPlan.Event, IndividualPlan.Created)
-)
+# What leaves plan-service: the registered event types only (domain/event_types.py).
+PLAN_EVENT_CLASSES = tuple(event_types.REGISTRY)
 PLAN_EVENT_TOPICS = tuple(cls.TOPIC for cls in PLAN_EVENT_CLASSES)
 PLAN_EVENT_TYPES = tuple(cls.__name__ for cls in PLAN_EVENT_CLASSES)
 

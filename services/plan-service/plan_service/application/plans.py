@@ -17,7 +17,8 @@ from plan_service.application.committer import GroupCommitter
 from plan_service.application.idempotency import IdempotencyRecord
 from plan_service.domain.errors import DomainError, PlanNotFound
 from plan_service.domain.patient_plans import PatientPlans
-from plan_service.domain.plan import COMMANDS, IndividualPlan, event_type
+from plan_service.domain.event_types import COMMANDS
+from plan_service.domain.plan import IndividualPlan, event_type
 
 
 class VersionMismatch(Exception):
@@ -120,12 +121,12 @@ class PlanApplication(Application):
 
     def record(self, plan_id: uuid.UUID, items: list[tuple[str, dict[str, Any]]], *,
                actor: dict[str, str], expected_version: int | None = None,
-               idempotency: Idempotency | None = None, current: IndividualPlan | None = None) -> Outcome:
-        """Append one or more events to a plan, all or none. ``current``: the plan as just read
+               idempotency: Idempotency | None = None, plan: IndividualPlan | None = None) -> Outcome:
+        """Append one or more events to a plan, all or none. ``plan``: the plan as just read
         (e.g. for the access check), to save loading it again; it is copied, never changed."""
         if idempotency and (replay := self._replay(idempotency)):
             return replay
-        plan = copy.deepcopy(current) if current is not None else self._load(plan_id)
+        plan = copy.deepcopy(plan) if plan is not None else self._load(plan_id)
         if expected_version is not None and plan.version != expected_version:
             raise VersionMismatch(plan.version)
         for index, (type_, fields) in enumerate(items):

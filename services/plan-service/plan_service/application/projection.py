@@ -11,15 +11,14 @@ until it is given a section.
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Callable
 
-from plan_service.domain.values import CONSENT_SCOPES
+from plan_service.domain import event_types
+from plan_service.domain.event_types import ALWAYS, FULL, RECORD
 
-RECORD = "record"
-FULL: frozenset[str] = frozenset(CONSENT_SCOPES) | {RECORD}
-# Shown to every reader of the plan: the plan exists, its version, when it was opened and
-# changed, and whether (why, when) it was closed.
-ALWAYS = "always"
+log = logging.getLogger("careplan.projection")
+__all__ = ["FULL", "event_details", "event_filter", "event_visible", "plan_fields", "shows_recorded_by"]
 
 # plan representation field -> the section that shows it
 PLAN_FIELDS: dict[str, str] = {
@@ -28,24 +27,6 @@ PLAN_FIELDS: dict[str, str] = {
     "what_matters": "what_matters", "goals": "goals", "information_given": "information",
     "participants": "participants", "relative_consents": "participants", "coordinator": "participants",
     "evaluations": "evaluations", "triangle_meetings": "meetings",
-}
-
-# event type -> the section that shows the event (its details, unless EVENT_FIELDS says more)
-EVENT_SECTIONS: dict[str, str] = {
-    "PlanOpened": ALWAYS, "PlanClosed": ALWAYS,
-    "WhatMattersRecorded": "what_matters", "GoalSet": "goals", "GoalRevised": "goals",
-    "GoalAchieved": "goals", "GoalAbandoned": "goals", "InformationGiven": "information",
-    "ParticipantAdded": "participants", "ParticipantRemoved": "participants",
-    "CoordinatorAssigned": "participants", "RelativeConsentGiven": "participants",
-    "RelativeConsentWithdrawn": "participants", "EvaluationScheduled": "evaluations",
-    "EvaluationHeld": "evaluations", "TriangleMeetingRequested": "meetings",
-    "TriangleMeetingScheduled": "meetings", "TriangleMeetingHeld": "meetings",
-    "TriangleMeetingMissed": "meetings",
-}
-# Fields of an event shown by another section than the event's own.
-EVENT_FIELDS: dict[str, dict[str, str]] = {
-    "PlanOpened": {"patient_id": RECORD, "service_level": RECORD, "age_band": RECORD, "birth_date": RECORD},
-    "PlanClosed": {"reason": ALWAYS, "note": RECORD},
 }
 # Who recorded an event (clinicians' and coordinators' ids) belongs to the record.
 RECORDED_BY = RECORD
@@ -63,24 +44,26 @@ def plan_fields(sections: frozenset[str]) -> tuple[str, ...] | None:
 
 
 def event_visible(event_type: str, sections: frozenset[str]) -> bool:
-    section = EVENT_SECTIONS.get(event_type)
-    return section is not None and shows(section, sections)
+    """Whether these sections show events of this type; an unregistered type: to nobody."""
+    known = event_types.BY_NAME.get(event_type)
+    if known is None:
+        log.warning("an event of a type the registry does not know is shown to nobody",
+                    extra={"reason": "unregistered event type"})
+        return False
+    return shows(known.section, sections)
 
 
-def event_filter(sections: frozenset[str]) -> Callable[[str], bool] | None:
-    """A test on event types for the timeline (None: every event is shown)."""
-    if sections >= FULL:
-        return None
+def event_filter(sections: frozenset[str]) -> Callable[[str], bool]:
+    """A test on event types for the timeline."""
     return lambda event_type: event_visible(event_type, sections)
 
 
 def event_details(event_type: str, details: dict[str, Any], sections: frozenset[str]) -> dict[str, Any]:
-    """The fields of one event these sections show (the event itself must be visible)."""
-    own = EVENT_SECTIONS.get(event_type)
-    if own is None or not shows(own, sections):
+    """The fields of one event these sections show (nothing of an invisible event)."""
+    known = event_types.BY_NAME.get(event_type)
+    if known is None or not shows(known.section, sections):
         return {}
-    special = EVENT_FIELDS.get(event_type, {})
-    return {k: v for k, v in details.items() if shows(special.get(k, own), sections)}
+    return {k: v for k, v in details.items() if shows(known.field_section(k), sections)}
 
 
 def shows_recorded_by(sections: frozenset[str]) -> bool:

@@ -95,8 +95,9 @@ class Relay:
         self.is_leader = False
         try:
             self.positions.release_leadership()
-        except Exception:  # noqa: BLE001 - the connection is gone already: so is the lock
-            pass
+        except Exception as e:  # noqa: BLE001 - the connection is gone already: so is the lock
+            log.warning("releasing the relay's leader lock failed (its connection is gone, and the lock "
+                        "with it)", extra={"error_type": type(e).__name__})
 
     def start_thread(self) -> tuple[threading.Thread, threading.Event]:
         stop = threading.Event()

@@ -23,8 +23,11 @@ from plan_service.domain.values import (
     CONSENT_SCOPES,
     Consent,
     Evaluation,
+    EvaluationStatus,
     Goal,
+    GoalStatus,
     InformationRecord,
+    MeetingStatus,
     Participant,
     TriangleMeeting,
     WhatMatters,
@@ -122,7 +125,7 @@ class IndividualPlan(Aggregate):
         goal_id: str
 
         def apply(self, plan: IndividualPlan) -> None:
-            plan.goals[self.goal_id].status = "achieved"
+            plan.goals[self.goal_id].status = GoalStatus.ACHIEVED
 
     class GoalAbandoned(Event):
         TOPIC = _topic("GoalAbandoned")
@@ -131,7 +134,7 @@ class IndividualPlan(Aggregate):
 
         def apply(self, plan: IndividualPlan) -> None:
             goal = plan.goals[self.goal_id]
-            goal.status = "abandoned"
+            goal.status = GoalStatus.ABANDONED
             goal.closed_reason = self.reason
 
     class InformationGiven(Event):
@@ -217,7 +220,7 @@ class IndividualPlan(Aggregate):
 
         def apply(self, plan: IndividualPlan) -> None:
             evaluation = plan.evaluations[self.evaluation_id]
-            evaluation.status = "held"
+            evaluation.status = EvaluationStatus.HELD
             evaluation.held_at = self.occurred_at
             evaluation.participants = list(self.participants)
             evaluation.outcome = self.outcome
@@ -231,7 +234,7 @@ class IndividualPlan(Aggregate):
 
         def apply(self, plan: IndividualPlan) -> None:
             plan.triangle_meetings[self.meeting_id] = TriangleMeeting(
-                self.meeting_id, "requested", requested_by=self.requested_by
+                self.meeting_id, MeetingStatus.REQUESTED, requested_by=self.requested_by
             )
 
     class TriangleMeetingScheduled(Event):
@@ -245,9 +248,9 @@ class IndividualPlan(Aggregate):
 
         def apply(self, plan: IndividualPlan) -> None:
             meeting = plan.triangle_meetings.setdefault(
-                self.meeting_id, TriangleMeeting(self.meeting_id, "scheduled")
+                self.meeting_id, TriangleMeeting(self.meeting_id, MeetingStatus.SCHEDULED)
             )
-            meeting.status = "scheduled"
+            meeting.status = MeetingStatus.SCHEDULED
             meeting.scheduled_for = self.scheduled_for
             meeting.place = self.place
             meeting.transport = self.transport
@@ -261,7 +264,7 @@ class IndividualPlan(Aggregate):
 
         def apply(self, plan: IndividualPlan) -> None:
             meeting = plan.triangle_meetings[self.meeting_id]
-            meeting.status = "held"
+            meeting.status = MeetingStatus.HELD
             meeting.outcome = self.outcome
 
     class TriangleMeetingMissed(Event):
@@ -271,7 +274,7 @@ class IndividualPlan(Aggregate):
 
         def apply(self, plan: IndividualPlan) -> None:
             meeting = plan.triangle_meetings[self.meeting_id]
-            meeting.status = "missed"
+            meeting.status = MeetingStatus.MISSED
             meeting.times_missed += 1
 
     class PlanClosed(Event):
@@ -363,6 +366,29 @@ class IndividualPlan(Aggregate):
         clone.__dict__ = state
         return clone
 
+    # -- who is who in the plan (for the access policy, domain/policy.py) --------------
+
+    def is_patient(self, who: str) -> bool:
+        return self.patient_id == who
+
+    def is_coordinator(self, who: str) -> bool:
+        return bool(self.coordinator) and self.coordinator["coordinator_id"] == who
+
+    def takes_part(self, who: str) -> bool:
+        """A professional participant, the coordinator, or the clinician who opened the plan."""
+        participant = self.participants.get(who)
+        return ((participant is not None and participant.kind == "professional")
+                or self.is_coordinator(who) or who == self.opened_by)
+
+    def consented_sections(self, relative: str, at: datetime) -> frozenset[str]:
+        """The sections a relative's consent covers at ``at`` (none once withdrawn, expired,
+        or the relative no longer takes part)."""
+        consent = self.consents.get(relative)
+        participant = self.participants.get(relative)
+        if consent is None or participant is None or participant.kind != "relative":
+            return frozenset()
+        return frozenset(s for s in consent.scope if consent.covers(s, at))
+
     def _involve(self, service_level: str) -> None:
         if service_level not in self.service_levels:
             self.service_levels.append(service_level)
@@ -415,7 +441,7 @@ class IndividualPlan(Aggregate):
         goal = self.goals.get(goal_id)
         if goal is None:
             raise Invalid(f"the plan has no goal {goal_id}", "goal_id")
-        if goal.status != "active":
+        if goal.status != GoalStatus.ACTIVE:
             raise Conflict(f"goal {goal_id} is {goal.status} and cannot be {doing}", "goal_id")
         return goal
 
@@ -494,7 +520,7 @@ class IndividualPlan(Aggregate):
     def schedule_evaluation(self, *, evaluation_id: str, scheduled_for: datetime,
                             **meta: Any) -> None:
         existing = self.evaluations.get(evaluation_id)
-        if existing is not None and existing.status == "held":
+        if existing is not None and existing.status == EvaluationStatus.HELD:
             raise Conflict(f"evaluation {evaluation_id} was already held", "evaluation_id")
         self._not_before_opening(scheduled_for, "scheduled_for")
         self._record(self.EvaluationScheduled, evaluation_id=evaluation_id,
@@ -505,7 +531,7 @@ class IndividualPlan(Aggregate):
         evaluation = self.evaluations.get(evaluation_id)
         if evaluation is None:
             raise Invalid(f"evaluation {evaluation_id} was never scheduled", "evaluation_id")
-        if evaluation.status == "held":
+        if evaluation.status == EvaluationStatus.HELD:
             raise Conflict(f"evaluation {evaluation_id} was already held", "evaluation_id")
         _require_text(outcome, "outcome")
         self._not_before_scheduled(evaluation.scheduled_for, meta["occurred_at"],
@@ -525,7 +551,7 @@ class IndividualPlan(Aggregate):
                                   no_show_strategy: str, transport: str | None = None,
                                   companion: str | None = None, **meta: Any) -> None:
         meeting = self.triangle_meetings.get(meeting_id)
-        if meeting is not None and meeting.status == "held":
+        if meeting is not None and meeting.status == MeetingStatus.HELD:
             raise Conflict(f"triangle meeting {meeting_id} was already held", "meeting_id")
         if not no_show_strategy.strip():
             raise Invalid("agree a strategy for a no-show before the meeting", "no_show_strategy")
@@ -539,7 +565,7 @@ class IndividualPlan(Aggregate):
         meeting = self.triangle_meetings.get(meeting_id)
         if meeting is None:
             raise Invalid(f"the plan has no triangle meeting {meeting_id}", "meeting_id")
-        if meeting.status != "scheduled" or meeting.scheduled_for is None:
+        if meeting.status != MeetingStatus.SCHEDULED or meeting.scheduled_for is None:
             raise Conflict(f"triangle meeting {meeting_id} is not scheduled ({meeting.status})",
                            "meeting_id")
         self._not_before_scheduled(meeting.scheduled_for, occurred_at, f"triangle meeting {meeting_id}")
@@ -593,30 +619,6 @@ def _copy_value(value: Any) -> Any:
         clone.__dict__ = {k: list(v) if isinstance(v, list) else v for k, v in value.__dict__.items()}
         return clone
     return value  # str, int, bool, date, datetime, UUID, frozen events: immutable
-
-
-# The posted event ``type`` -> the plan's command that accepts it. PlanOpened is not here:
-# a plan is opened by POST /v1/plans, once.
-COMMANDS = {
-    "CoordinatorAssigned": IndividualPlan.assign_coordinator,
-    "WhatMattersRecorded": IndividualPlan.record_what_matters,
-    "GoalSet": IndividualPlan.set_goal,
-    "GoalRevised": IndividualPlan.revise_goal,
-    "GoalAchieved": IndividualPlan.achieve_goal,
-    "GoalAbandoned": IndividualPlan.abandon_goal,
-    "InformationGiven": IndividualPlan.give_information,
-    "ParticipantAdded": IndividualPlan.add_participant,
-    "ParticipantRemoved": IndividualPlan.remove_participant,
-    "RelativeConsentGiven": IndividualPlan.give_relative_consent,
-    "RelativeConsentWithdrawn": IndividualPlan.withdraw_relative_consent,
-    "EvaluationScheduled": IndividualPlan.schedule_evaluation,
-    "EvaluationHeld": IndividualPlan.hold_evaluation,
-    "TriangleMeetingRequested": IndividualPlan.request_triangle_meeting,
-    "TriangleMeetingScheduled": IndividualPlan.schedule_triangle_meeting,
-    "TriangleMeetingHeld": IndividualPlan.hold_triangle_meeting,
-    "TriangleMeetingMissed": IndividualPlan.miss_triangle_meeting,
-    "PlanClosed": IndividualPlan.close,
-}
 
 
 def event_type(event: IndividualPlan.Event) -> str:

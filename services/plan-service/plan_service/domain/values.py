@@ -4,15 +4,48 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from enum import StrEnum
 
-SERVICE_LEVELS = ("municipal", "specialist")
-AGE_BANDS = ("0-14", "15-17", "18-25", "26-64", "65+")
-EXPRESSED_BY = ("patient", "clinician")
-INFORMATION_TOPICS = ("offered_help", "rights", "choices", "other")
-INFORMATION_FORMS = ("oral", "written", "both")
-PARTICIPANT_KINDS = ("relative", "professional")
-# Sections of a plan a relative's consent can cover (Råd 11: scope agreed with the patient).
-CONSENT_SCOPES = ("what_matters", "goals", "information", "participants", "evaluations", "meetings")
+# The contract's vocabularies, written once (careplan_shared/vocabulary.py); re-exported here
+# for the plan's own modules.
+from careplan_shared.vocabulary import (
+    AGE_BANDS,
+    CONSENT_SCOPES,
+    EXPRESSED_BY,
+    INFORMATION_FORMS,
+    INFORMATION_TOPICS,
+    PARTICIPANT_KINDS,
+    SERVICE_LEVELS,
+    AgeBand,
+)
+
+
+__all__ = [
+    "AGE_BANDS", "CLOSE_REASONS", "CONSENT_GIVEN_HOW", "CONSENT_SCOPES", "EXPRESSED_BY", "INFORMATION_FORMS",
+    "INFORMATION_TOPICS", "PARTICIPANT_KINDS", "SERVICE_LEVELS", "AgeBand", "Consent", "Evaluation",
+    "EvaluationStatus", "Goal", "GoalStatus", "InformationRecord", "MeetingStatus", "Participant",
+    "TriangleMeeting", "WhatMatters", "age_band_for",
+]
+
+
+class GoalStatus(StrEnum):
+    ACTIVE = "active"
+    ACHIEVED = "achieved"
+    ABANDONED = "abandoned"
+
+
+class EvaluationStatus(StrEnum):
+    SCHEDULED = "scheduled"
+    HELD = "held"
+
+
+class MeetingStatus(StrEnum):
+    REQUESTED = "requested"
+    SCHEDULED = "scheduled"
+    HELD = "held"
+    MISSED = "missed"
+
+
 # How a patient gave a relative's consent: recorded by the patient in the service ("digital"),
 # or by a clinician from what the patient said ("oral") or signed ("written").
 CONSENT_GIVEN_HOW = ("digital", "oral", "written")
@@ -21,15 +54,7 @@ CLOSE_REASONS = ("goals_reached", "patient_request", "moved", "transferred", "de
 
 def age_band_for(birth_date: date, on: date) -> str:
     years = on.year - birth_date.year - ((on.month, on.day) < (birth_date.month, birth_date.day))
-    if years < 15:
-        return "0-14"
-    if years < 18:
-        return "15-17"
-    if years <= 25:
-        return "18-25"
-    if years < 65:
-        return "26-64"
-    return "65+"
+    return AgeBand.of_age(years).value
 
 
 @dataclass
@@ -38,7 +63,7 @@ class Goal:
     text: str
     expressed_by: str
     target_date: date | None
-    status: str = "active"  # active | achieved | abandoned
+    status: str = GoalStatus.ACTIVE
     set_at: datetime | None = None
     revisions: int = 0
     closed_reason: str | None = None
@@ -87,7 +112,7 @@ class Consent:
 class Evaluation:
     evaluation_id: str
     scheduled_for: datetime
-    status: str = "scheduled"  # scheduled | held
+    status: str = EvaluationStatus.SCHEDULED
     held_at: datetime | None = None
     participants: list[str] = field(default_factory=list)
     outcome: str | None = None
@@ -97,7 +122,7 @@ class Evaluation:
 @dataclass
 class TriangleMeeting:
     meeting_id: str
-    status: str  # requested | scheduled | held | missed
+    status: str  # MeetingStatus
     requested_by: str | None = None
     scheduled_for: datetime | None = None
     place: str | None = None

@@ -7,7 +7,7 @@ from flask_smorest import Api
 
 from careplan_shared import logs, openapi, problem, web
 from careplan_shared.access import install_auth_failure_limit
-from plan_service.api import access, errors, feed, health, plans
+from plan_service.api import authorization, errors, feed, health, plans
 from plan_service.bootstrap import Services, bootstrap
 from plan_service.config import Config
 
@@ -39,7 +39,7 @@ def create_app(config: Config | None = None, services: Services | None = None) -
     openapi.document_problems(api)  # errors as they are: problem+json, every 4xx per operation
     problem.install(app)  # after Api: replaces its JSON error handler with problem+json
     errors.install(app)
-    app.after_request(access.record_access)
+    app.after_request(authorization.log_access)
     plans.register_event_schemas(api.spec)
     api.register_blueprint(plans.blp)
     api.register_blueprint(feed.blp)

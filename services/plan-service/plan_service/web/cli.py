@@ -14,6 +14,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="plan-service")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="run the HTTP service (configured by environment variables)")
+    sub.add_parser("migrate", help="bring the store to the newest schema revision and print it "
+                                   "(serve does it too, before its workers start)")
     sub.add_parser("relay", help="run only the relay: notification log -> Kafka (needs KAFKA_BOOTSTRAP_SERVERS)")
     token = sub.add_parser("token", help="print a bearer token signed with the dev key")
     token.add_argument("--role", required=True, choices=ROLES)
@@ -42,11 +44,30 @@ def main(argv: list[str] | None = None) -> int:
         print(mint_token(key, args.sub, args.role, ttl_seconds=args.ttl,
                          on_behalf_of=args.on_behalf_of))
         return 0
+    if args.command == "migrate":
+        return migrate(config)
     if args.command == "relay":
         return run_relay(config)
     from plan_service.web.server import serve
 
     serve(config)
+    return 0
+
+
+def migrate(config: Config, *, quiet: bool = False) -> int:
+    """Bring the configured store to the newest revision (adapters/migrations); print it."""
+    from plan_service.adapters.migrations import migrate as migrate_store
+
+    try:
+        revisions = migrate_store(config)
+    except Exception as e:  # noqa: BLE001 - unreachable, refused, a failed revision: say so and stop
+        reason = (str(e).strip().splitlines() or [""])[0][:300]
+        print(f"plan-service migrate: {config.persistence} store failed: {type(e).__name__}: {reason}",
+              file=sys.stderr)
+        return 1
+    if not quiet:
+        found = "; ".join(f"{name} revision {', '.join(heads)}" for name, heads in revisions.items())
+        print(f"plan-service store ({config.persistence}): {found or 'in memory, nothing to migrate'}")
     return 0
 
 

@@ -7,11 +7,19 @@ from plan_service.config import Config
 
 
 def serve(config: Config) -> None:
+    from plan_service.web.cli import migrate
+
+    # The schema, once, here in the gunicorn master before the workers fork (they never create
+    # a table); several instances starting at once queue on the migration lock.
+    if migrate(config, quiet=True):
+        raise SystemExit(1)
+
     def load():
+        from plan_service.bootstrap import bootstrap
         from plan_service.web.app import create_app
 
         logs.configure("plan-service", config.log_level)
-        app = create_app(config)
+        app = create_app(config, bootstrap(config, migrate=False))
         app.extensions["careplan"].start_relay()  # in each worker; one wins the leader lock
         return app
 

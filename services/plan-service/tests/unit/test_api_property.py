@@ -39,7 +39,8 @@ from hypothesis import strategies as st
 
 from plan_service.api import schemas
 from plan_service.domain.errors import Conflict, DomainError
-from plan_service.domain.plan import COMMANDS, IndividualPlan
+from plan_service.domain.event_types import COMMANDS
+from plan_service.domain.plan import IndividualPlan
 from plan_service.domain.values import (
     CLOSE_REASONS,
     CONSENT_SCOPES,

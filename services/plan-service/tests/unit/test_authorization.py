@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from notification_service.api.prompts import INBOX_ROLES
-from plan_service.api.access import POLICY
+from plan_service.domain.policy import POLICY
 
 # A plan with one caller of each kind who belongs to it ("own") and one who does not ("other").
 CALLERS = {

@@ -34,7 +34,9 @@ def section_events(section: str, m: str) -> list[dict]:
         return [{"type": "GoalSet", "goal_id": f"{mk}-g1", "text": f"{mk}-goal", "expressed_by": "patient"},
                 {"type": "GoalRevised", "goal_id": f"{mk}-g1", "text": f"{mk}-revised", "reason": f"{mk}-why"},
                 {"type": "GoalSet", "goal_id": f"{mk}-g2", "text": f"{mk}-goal2", "expressed_by": "clinician"},
-                {"type": "GoalAbandoned", "goal_id": f"{mk}-g2", "reason": f"{mk}-dropped"}]
+                {"type": "GoalAbandoned", "goal_id": f"{mk}-g2", "reason": f"{mk}-dropped"},
+                {"type": "GoalSet", "goal_id": f"{mk}-g3", "text": f"{mk}-goal3", "expressed_by": "patient"},
+                {"type": "GoalAchieved", "goal_id": f"{mk}-g3"}]
     if section == "information":
         return [{"type": "InformationGiven", "information_id": f"{mk}-i1", "topic": "rights", "form": "oral",
                  "description": f"{mk}-told", "adapted_how": f"{mk}-adapted"}]
@@ -54,7 +56,10 @@ def section_events(section: str, m: str) -> list[dict]:
             {"type": "TriangleMeetingScheduled", "meeting_id": f"{mk}-m1", "scheduled_for": ago(10),
              "place": f"{mk}-place", "transport": f"{mk}-bus", "companion": f"{mk}-brother",
              "no_show_strategy": f"{mk}-strategy"},
-            {"type": "TriangleMeetingMissed", "meeting_id": f"{mk}-m1", "note": f"{mk}-absent"}]
+            {"type": "TriangleMeetingMissed", "meeting_id": f"{mk}-m1", "note": f"{mk}-absent"},
+            {"type": "TriangleMeetingScheduled", "meeting_id": f"{mk}-m1", "scheduled_for": ago(5),
+             "place": f"{mk}-place2", "no_show_strategy": f"{mk}-strategy2"},
+            {"type": "TriangleMeetingHeld", "meeting_id": f"{mk}-m1", "outcome": f"{mk}-agreed"}]
 
 
 @st.composite
@@ -147,6 +152,17 @@ def test_no_value_outside_the_consent_reaches_a_relative(client, token, h):
     timeline = [item for p in pages for item in p["items"]]
     assert [i["version"] for i in timeline] == sorted((i["version"] for i in timeline), reverse=True)
     assert timeline[-1]["type"] == "PlanOpened" and timeline[-1]["details"] == {}
+
+
+def test_the_property_runs_over_every_registered_event_type():
+    """A new event type must be given values here (a section's events, the consent, opening
+    and closing), or this fails: the projection is checked for every type there is."""
+    from plan_service.domain.event_types import BY_NAME
+
+    generated = {e["type"] for s in CONSENT_SCOPES for e in section_events(s, "x")}
+    generated |= {"PlanOpened", "ParticipantAdded", "RelativeConsentGiven", "RelativeConsentWithdrawn",
+                  "ParticipantRemoved", "PlanClosed"}
+    assert generated == set(BY_NAME)
 
 
 def _keys(value) -> set[str]:

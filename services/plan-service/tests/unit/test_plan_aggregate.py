@@ -16,7 +16,8 @@ from eventsourcing.utils import resolve_topic
 
 from plan_service.application.plans import PlanApplication
 from plan_service.domain.errors import Conflict, DomainError, Forbidden, Invalid
-from plan_service.domain.plan import COMMANDS, IndividualPlan
+from plan_service.domain.event_types import COMMANDS
+from plan_service.domain.plan import IndividualPlan
 from plan_service.domain.values import (
     Consent,
     Evaluation,
