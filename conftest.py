@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
 from careplan_testing import BIN, ServerProcess, free_port, require_infra
+
 
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:

@@ -30,11 +30,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "services/notification-service/tests"))
 sys.path.insert(0, str(ROOT / "bench"))
-from careplan_testing import BIN, ServerProcess, free_port  # noqa: E402
-from conftest import PlanStream  # noqa: E402  (synthetic integration events)
 from relay import KAFKA, fresh_schema, fresh_topic, percentile  # noqa: E402
 
 from careplan_shared.auth import load_or_create_dev_key, mint_token  # noqa: E402
+from careplan_testing import BIN, ServerProcess, free_port  # noqa: E402
+from conftest import PlanStream  # noqa: E402  (synthetic integration events)
 from notification_service.adapters.sources import FeedSource, KafkaSource  # noqa: E402
 from notification_service.adapters.store import SQLiteStore  # noqa: E402
 from notification_service.application.consumer import Consumer  # noqa: E402
@@ -173,7 +173,7 @@ def post_to_prompt(transport: str, rate: int, samples: int, tmp: Path) -> dict[s
     latencies = []
     try:
         time.sleep(2)  # let the load settle
-        for i in range(samples):
+        for _ in range(samples):
             plan_id = new_plan("k-probe")
             session.post(f"{plan.url}/v1/plans/{plan_id}/events", headers=writer, json={
                 "type": "TriangleMeetingScheduled", "meeting_id": "m1", "scheduled_for": s_at().isoformat(),

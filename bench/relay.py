@@ -24,9 +24,8 @@ import psycopg
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from careplan_testing import BIN, ServerProcess, free_port  # noqa: E402
-
 from careplan_shared.auth import load_or_create_dev_key, mint_token  # noqa: E402
+from careplan_testing import BIN, ServerProcess, free_port  # noqa: E402
 from plan_service.adapters.kafka import KafkaPublisher  # noqa: E402
 from plan_service.adapters.positions import PostgresPositions, postgres_conninfo  # noqa: E402
 from plan_service.application.relay import Relay  # noqa: E402
@@ -164,7 +163,8 @@ def bench_lag(rate: int, seconds: float, tmp: Path, relay_mode: str) -> dict[str
     responses = [(answered[e] - t0) * 1000 for e, t0 in sent.items()]
     after = [(arrived[e] - answered[e]) * 1000 for e in sent if e in arrived]
     return {"post_p50": statistics.median(responses), "post_p99": percentile(responses, 99),
-            "relay_p50": statistics.median(after), "relay_p99": percentile(after, 99),"rate": rate, "achieved": achieved, "posted": len(sent), "arrived": len(lags),
+            "relay_p50": statistics.median(after), "relay_p99": percentile(after, 99),
+            "rate": rate, "achieved": achieved, "posted": len(sent), "arrived": len(lags),
             "p50": statistics.median(lags), "p95": percentile(lags, 95), "p99": percentile(lags, 99),
             "max": max(lags)}
 
@@ -185,7 +185,8 @@ def main() -> None:
     print(f"| {t['events']:,} | {t['seconds']:.2f} | {t['per_second']:,.0f} |")
 
     print("\nPOST -> event on the Kafka topic (plan-service on PostgreSQL, gunicorn 1 worker), ms")
-    print("| relay | target rate/s | achieved/s | events | p50 | p95 | p99 | max | POST answered p50 / p99 | answer -> topic p50 / p99 |")
+    print("| relay | target rate/s | achieved/s | events | p50 | p95 | p99 | max "
+          "| POST answered p50 / p99 | answer -> topic p50 / p99 |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for mode in args.relay.split(","):
         for rate in (int(r) for r in args.rates.split(",")):

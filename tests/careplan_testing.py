@@ -45,7 +45,7 @@ class ServerProcess:
         self.command, self.env, self.url, self.log_path = command, env, url, log_path
         self.proc: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 30.0) -> "ServerProcess":
+    def start(self, timeout: float = 30.0) -> ServerProcess:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(self.command, env=self.env, stdout=log, stderr=log,
                                      start_new_session=True)

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from careplan_shared.access import SHARED_VARIABLES
+from careplan_shared.authentication import SHARED_VARIABLES
 from careplan_shared.oidc import OIDC_VARIABLES
 from notification_service.config import VARIABLES as NOTIFICATION_VARIABLES
 from notification_service.config import Config as NotificationConfig

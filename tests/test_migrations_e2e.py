@@ -151,7 +151,7 @@ def test_instances_with_several_workers_start_at_once_on_a_fresh_database(fresh_
         try:
             with ThreadPoolExecutor(len(servers)) as pool:  # all at once
                 results = list(pool.map(lambda s: _start(s), servers))
-            failed = [(s.command[0], error) for s, error in zip(servers, results) if error]
+            failed = [(s.command[0], error) for s, error in zip(servers, results, strict=False) if error]
             assert not failed, f"round {round_}: {failed}"
             for server in servers:
                 deadline = time.monotonic() + 30

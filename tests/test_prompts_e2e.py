@@ -162,7 +162,6 @@ def test_a_poison_message_is_dead_lettered_and_the_next_event_processed(stack):
 def test_the_coordinator_is_told_by_webhook_signed_and_without_plan_content(start_plan_service,
                                                                            start_notification_service, data_dir):
     from careplan_testing import WebhookReceiver
-
     from notification_service.adapters.channels import verify_signature
 
     receiver = WebhookReceiver()

@@ -26,17 +26,18 @@ from __future__ import annotations
 import os
 import uuid
 import zlib
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import schemathesis
 from schemathesis import Case
 
-from careplan_shared.access import AuthFailureLimiter, install_auth_failure_limit
 from careplan_shared.auth import load_or_create_dev_key, mint_token
+from careplan_shared.authentication import AuthFailureLimiter, install_auth_failure_limit
 
 MAX_EXAMPLES = int(os.environ.get("SCHEMATHESIS_MAX_EXAMPLES", "25"))
 SEED = os.environ.get("SCHEMATHESIS_SEED")

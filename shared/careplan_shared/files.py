@@ -9,8 +9,8 @@ from __future__ import annotations
 import os
 import secrets
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 SQLITE_COMPANIONS = ("", "-wal", "-shm", "-journal")
 

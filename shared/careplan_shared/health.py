@@ -7,7 +7,8 @@ Each service gives a ``readiness()`` returning its checks; a check whose value i
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from flask import Blueprint
 

@@ -17,10 +17,10 @@ from __future__ import annotations
 import fcntl
 import functools
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Iterator
 from typing import Any
 
 MIGRATE_LOCK_SUFFIX = ".migrate-lock"

@@ -25,8 +25,9 @@ import logging
 import re
 import threading
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Protocol, Sequence
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import jwt
@@ -283,7 +284,7 @@ class JwksTokenVerifier:
                 for chunk in response.iter_content(64 * 1024):
                     body += chunk
                     if len(body) > MAX_JWKS_BYTES:
-                        raise _FetchFailed("response larger than %d bytes" % MAX_JWKS_BYTES)
+                        raise _FetchFailed(f"response larger than {MAX_JWKS_BYTES} bytes")
         except requests.RequestException as e:
             raise _FetchFailed(type(e).__name__) from None
         try:
@@ -434,10 +435,10 @@ def verifier_from_env(env: Mapping[str, str], dev_verifier: TokenVerifier) -> To
 
     verifiers: dict[str, TokenVerifier] = {}
     for name in names:
-        def var(suffix: str) -> str:
+        def var(suffix: str, name: str = name) -> str:
             return f"OIDC_{name}_{suffix}"
 
-        def required(suffix: str) -> str:
+        def required(suffix: str, name: str = name) -> str:
             value = (env.get(var(suffix)) or "").strip()
             if not value:
                 raise ConfigError(f"{var(suffix)} is required (OIDC_ISSUERS names {name.lower()})")

@@ -20,7 +20,8 @@ called right after ``Api(app)`` and before any blueprint is registered, puts tha
 from __future__ import annotations
 
 import http
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from apispec import APISpec, BasePlugin
 from apispec.ext.marshmallow.common import make_schema_key
@@ -137,7 +138,7 @@ def _always(*_: Any) -> bool:
 
 
 # (does the operation declare this?, the statuses it can then give), read from the code:
-# careplan_shared.access (401 no or bad token, 429 after repeated failures) and each service's
+# careplan_shared.authentication (401 no or bad token, 429 after repeated failures) and each service's
 # policy (403); an unknown plan or prompt (404, and a path that does not parse as one);
 # _json_body / webargs (400 not JSON, 415 not application/json), MAX_CONTENT_LENGTH (413);
 # marshmallow, webargs and header checks (422); the plan's rules, a concurrent writer, a

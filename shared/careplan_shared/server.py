@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from ssl import SSLError
-from typing import Any, Callable
+from typing import Any
 
 from gunicorn import util
 from gunicorn.app.base import BaseApplication

@@ -12,14 +12,14 @@ from flask import Flask, jsonify
 from flask_smorest import Api, Blueprint
 
 from careplan_shared import problem
-from careplan_shared.access import (
+from careplan_shared.auth import DevTokenVerifier, InvalidToken, mint_token
+from careplan_shared.authentication import (
     LIMITER_EXTENSION,
     SHARED_VARIABLES,
     AuthFailureLimiter,
     authenticate,
     install_auth_failure_limit,
 )
-from careplan_shared.auth import DevTokenVerifier, InvalidToken, mint_token
 from careplan_shared.config import ConfigError
 
 KEY = b"k" * 32

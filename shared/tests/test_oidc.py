@@ -14,12 +14,12 @@ import json
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Iterator
+from typing import Any
 
 import jwt
 import pytest
-from careplan_testing import JwksServer
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
@@ -34,6 +34,7 @@ from careplan_shared.oidc import (
     oidc_variables,
     verifier_from_env,
 )
+from careplan_testing import JwksServer
 
 HELSEID = "https://helseid-sts.test.nhn.no"
 IDPORTEN = "https://test.idporten.no"

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import binascii
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 from urllib.parse import unquote, urlsplit
 
-from careplan_shared.config import ConfigError, env_int as _int
+from careplan_shared.config import ConfigError
+from careplan_shared.config import env_int as _int
 
 PERSISTENCE_CHOICES = ("sqlite", "postgres", "memory")
 RELAY_CHOICES = ("inline", "off")

@@ -20,10 +20,11 @@ import re
 import smtplib
 import ssl
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from email.message import EmailMessage
 from email.utils import format_datetime, parsedate_to_datetime
-from typing import Any, Callable
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import requests

@@ -18,9 +18,10 @@ import itertools
 import json
 import threading
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, Iterator
+from typing import Any
 
 from notification_service.adapters.store import from_ts, ts
 from notification_service.domain.dead_letters import DeadLetter, DeadLetterStatus, OpenDeadLetter

@@ -14,11 +14,11 @@ import re
 import sqlite3
 import threading
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from careplan_shared.files import private_sqlite
 from notification_service.adapters.crypto import Cipher, StoreUnreadable, seal, unseal
@@ -26,7 +26,6 @@ from notification_service.domain import errors
 from notification_service.domain.dead_letters import DeadLetter, DeadLetterStatus, OpenDeadLetter
 from notification_service.domain.deliveries import DeliveryKind, DeliveryState, DeliveryStatus, DueDelivery
 from notification_service.domain.prompts import Prompt, PromptStatus, Reason
-
 
 # The schema: adapters/migrations (Alembic revisions), brought up to date by
 # `notification-service migrate`, by `serve` before its worker starts, or by a store opened
@@ -78,7 +77,7 @@ def _unseal(cipher: Cipher | None, value: str, context: str) -> str:
 
 
 def _prompt(row: tuple, cipher: Cipher | None) -> Prompt:
-    data = dict(zip(PROMPT_COLUMNS, row))
+    data = dict(zip(PROMPT_COLUMNS, row, strict=False))
     for key in ("due_at", "escalate_at", "escalated_at", "created_at", "acknowledged_at", "resolved_at"):
         data[key] = from_ts(data[key])
     data["rule"], data["status"] = Reason(data["rule"]), PromptStatus(data["status"])

@@ -10,7 +10,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 from marshmallow import Schema, fields, validate
 
-from careplan_shared.access import authenticate
+from careplan_shared.authentication import authenticate
 from notification_service.application.service import ALL, Notifications, PromptClosed, PromptNotFound
 from notification_service.domain.prompts import PromptStatus, Reason
 

@@ -11,7 +11,12 @@ from datetime import datetime, timedelta
 from notification_service.application.ports import Channel
 from notification_service.application.service import Notifications
 from notification_service.domain.deliveries import (
-    DeliveryError, DeliveryKind, DeliveryStatus, DueDelivery, Message, backoff,
+    DeliveryError,
+    DeliveryKind,
+    DeliveryStatus,
+    DueDelivery,
+    Message,
+    backoff,
 )
 from notification_service.domain.prompts import Prompt, PromptStatus
 

@@ -9,9 +9,10 @@ against every implementation (in-memory, SQLite, PostgreSQL).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import datetime
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from notification_service.domain.dead_letters import DeadLetter, DeadLetterStatus, OpenDeadLetter
 from notification_service.domain.deliveries import DeliveryKind, DeliveryState, DeliveryStatus, DueDelivery, Message

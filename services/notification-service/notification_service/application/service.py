@@ -34,7 +34,13 @@ from notification_service.domain.prompts import Prompt, PromptStatus
 from notification_service.domain.records import Record
 from notification_service.domain.rules import Settings, desired_prompts, next_check
 from notification_service.domain.view import (
-    OutOfOrder, PlanView, apply, apply_late, is_late, is_redelivery, skip,
+    OutOfOrder,
+    PlanView,
+    apply,
+    apply_late,
+    is_late,
+    is_redelivery,
+    skip,
 )
 
 log = logging.getLogger("careplan.notifications")

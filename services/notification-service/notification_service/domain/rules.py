@@ -13,9 +13,10 @@ Times in events can be anywhere from year 1 to 9999: arithmetic near those ends 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta, timezone
-from typing import Any, Callable
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from careplan_shared.vocabulary import InformationForm

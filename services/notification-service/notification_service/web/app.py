@@ -6,7 +6,7 @@ from flask import Flask
 from flask_smorest import Api
 
 from careplan_shared import logs, openapi, problem, web
-from careplan_shared.access import install_auth_failure_limit
+from careplan_shared.authentication import install_auth_failure_limit
 from notification_service.api import health, prompts
 from notification_service.bootstrap import Services, bootstrap
 from notification_service.config import Config

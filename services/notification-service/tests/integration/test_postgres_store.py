@@ -8,8 +8,8 @@ import pytest
 
 from notification_service.adapters.crypto import Cipher
 from notification_service.adapters.store import PostgresStore, SQLiteStore
-from notification_service.domain.records import Record as R
 from notification_service.application.service import Notifications
+from notification_service.domain.records import Record as R
 from notification_service.domain.rules import Settings
 
 pytestmark = pytest.mark.integration

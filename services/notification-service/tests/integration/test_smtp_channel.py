@@ -7,9 +7,10 @@ import email
 import email.policy
 import socket
 import threading
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from email.message import EmailMessage
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller

@@ -13,10 +13,10 @@ import pytest
 from notification_service.adapters.crypto import Cipher, StoreUnreadable
 from notification_service.adapters.memory_store import MemoryStore
 from notification_service.adapters.store import SQLiteStore
-from notification_service.domain.records import Record
 from notification_service.application.service import Notifications
 from notification_service.domain import rules as rules_module
 from notification_service.domain import view as view_module
+from notification_service.domain.records import Record
 from notification_service.domain.rules import Settings
 from notification_service.domain.view import PlanView
 

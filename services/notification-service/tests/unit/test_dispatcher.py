@@ -7,8 +7,8 @@ import json
 from datetime import timedelta
 
 import pytest
-from careplan_testing import WebhookReceiver as Receiver
 
+from careplan_testing import WebhookReceiver as Receiver
 from notification_service.adapters.channels import WebhookChannel, verify_signature
 from notification_service.adapters.memory_store import MemoryStore
 from notification_service.application.dispatcher import MAX_ATTEMPTS, Dispatcher

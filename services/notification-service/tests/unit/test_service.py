@@ -209,8 +209,8 @@ def test_a_batch_has_the_same_effect_as_one_by_one(stream, clock):
 
 
 def test_a_bug_while_processing_dead_letters_only_that_event(service, stream, monkeypatch):
-    from notification_service.domain.records import Record
     from notification_service.domain import view as view_module
+    from notification_service.domain.records import Record
 
     s = stream()
     events = young_plan(s)

@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import functools
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Any
 
 from flask import current_app, g, request
 from flask_smorest import abort
 
-from careplan_shared.access import authenticate
 from careplan_shared.auth import Principal
+from careplan_shared.authentication import authenticate
 from careplan_shared.problem import problem
 from plan_service.adapters.access_log import AccessEntry, AccessLogUnavailable, now_iso
 from plan_service.api.errors import TYPE

@@ -12,9 +12,8 @@ from flask import current_app, make_response, request, url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 
-from plan_service.api import schemas
+from plan_service.api import schemas, views
 from plan_service.api.authorization import Access, requires
-from plan_service.api import views
 from plan_service.application import projection
 from plan_service.application import timeline as timeline_view
 from plan_service.application.idempotency import fingerprint

@@ -18,8 +18,9 @@ import logging
 import os
 import threading
 from collections import deque
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from typing import Any, Callable, Sequence
+from typing import Any
 
 log = logging.getLogger("careplan.committer")
 
@@ -37,7 +38,7 @@ class _Item:
         self.pending = [list(o.pending_events) for o in objs]
 
     def restore_pending(self) -> None:
-        for obj, events in zip(self.objs, self.pending):
+        for obj, events in zip(self.objs, self.pending, strict=False):
             obj.pending_events[:] = events
 
 
@@ -100,7 +101,7 @@ class GroupCommitter:
             return
         try:
             result = self._save(*(o for item in batch for o in item.objs))
-        except Exception:
+        except Exception:  # noqa: BLE001 - not swallowed: each item is saved alone, its own error to its request
             # All-or-nothing failed: find out who really fails by saving one by one.
             log.info("batch failed, retrying items one by one", extra={"batch_size": len(batch)})
             for item in batch:

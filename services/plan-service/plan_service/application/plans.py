@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import copy
 import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError, JSONTranscoder
@@ -16,8 +17,8 @@ from plan_service.application import integration, transcodings
 from plan_service.application.committer import GroupCommitter
 from plan_service.application.idempotency import IdempotencyRecord
 from plan_service.domain.errors import DomainError, PlanNotFound
-from plan_service.domain.patient_plans import PatientPlans
 from plan_service.domain.event_types import COMMANDS
+from plan_service.domain.patient_plans import PatientPlans
 from plan_service.domain.plan import IndividualPlan, event_type
 
 

@@ -12,7 +12,8 @@ until it is given a section.
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from plan_service.domain import event_types
 from plan_service.domain.event_types import ALWAYS, FULL, RECORD

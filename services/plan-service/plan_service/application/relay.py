@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Protocol, Sequence
+from collections.abc import Sequence
+from typing import Protocol
 
 from careplan_shared.events import IntegrationEvent
 from plan_service.application.plans import PlanApplication

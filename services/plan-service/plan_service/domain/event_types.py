@@ -13,9 +13,10 @@ An event type this registry does not know is refused on write and shown to nobod
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from plan_service.domain.plan import IndividualPlan
 from plan_service.domain.values import CONSENT_SCOPES

@@ -19,7 +19,6 @@ from careplan_shared.vocabulary import (
     AgeBand,
 )
 
-
 __all__ = [
     "AGE_BANDS", "CLOSE_REASONS", "CONSENT_GIVEN_HOW", "CONSENT_SCOPES", "EXPRESSED_BY", "INFORMATION_FORMS",
     "INFORMATION_TOPICS", "PARTICIPANT_KINDS", "SERVICE_LEVELS", "AgeBand", "Consent", "Evaluation",

@@ -6,7 +6,7 @@ from flask import Flask
 from flask_smorest import Api
 
 from careplan_shared import logs, openapi, problem, web
-from careplan_shared.access import install_auth_failure_limit
+from careplan_shared.authentication import install_auth_failure_limit
 from plan_service.api import authorization, errors, feed, health, plans
 from plan_service.bootstrap import Services, bootstrap
 from plan_service.config import Config

@@ -14,6 +14,8 @@ from careplan_shared.auth import load_or_create_dev_key, mint_token
 from plan_service.config import Config
 from plan_service.web.app import create_app
 
+pytestmark = pytest.mark.integration
+
 MARKER = "ZQX-what-matters-to-me"
 
 

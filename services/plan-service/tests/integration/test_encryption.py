@@ -80,7 +80,7 @@ def test_encrypted_store_holds_no_plan_content_and_reads_back(make_app, tmp_path
     stored = rows(tmp_path, "stored_events")
     snapshots = rows(tmp_path, "stored_snapshots")
     assert len([r for r in stored if r[2].startswith("careplan.IndividualPlan.")]) == 4 and snapshots
-    for originator_id, version, topic, state in stored + snapshots:
+    for *_, state in stored + snapshots:
         assert marker.encode() not in state and b"WhatMatters" not in state
         assert not _is_json(state), "state is ciphertext, not JSON"
 

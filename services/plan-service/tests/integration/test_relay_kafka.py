@@ -62,11 +62,11 @@ def test_posted_events_reach_the_topic_in_order_per_plan(start_plan_service, dat
     records = read_topic(kafka_bootstrap, kafka_topic, expected=44)
     events = decoded(records)
     assert len(events) == 44
-    for record, event in zip(records, events):
+    for record, event in zip(records, events, strict=False):
         assert record.key == str(event.plan_id).encode()
         assert dict(record.headers)["event_id"] == str(event.event_id).encode()
     partitions: dict[str, set[int]] = defaultdict(set)
-    for record, event in zip(records, events):
+    for record, event in zip(records, events, strict=False):
         partitions[str(event.plan_id)].add(record.partition)
     assert all(len(p) == 1 for p in partitions.values()), "one plan, one partition"
     by_plan = first_seen_versions(events)

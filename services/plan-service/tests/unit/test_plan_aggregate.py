@@ -7,9 +7,10 @@ All ids are synthetic.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from eventsourcing.utils import resolve_topic

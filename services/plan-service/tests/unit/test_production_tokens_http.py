@@ -10,11 +10,11 @@ import uuid
 
 import jwt
 import pytest
-from careplan_testing import JwksServer
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
 from careplan_shared.auth import load_or_create_dev_key, mint_token
+from careplan_testing import JwksServer
 from plan_service.config import Config
 from plan_service.web.app import create_app
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 
 from careplan_testing import wait_for
-
 from plan_service.adapters.positions import MemoryPositions
 from plan_service.application.plans import PlanApplication
 from plan_service.application.relay import Relay

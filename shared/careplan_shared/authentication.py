@@ -19,7 +19,7 @@ import secrets
 import threading
 import time
 from collections import OrderedDict, deque
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 from flask import Flask, current_app, g, request
 from flask_smorest import abort
