@@ -112,9 +112,11 @@ def _engine(database: Database) -> Any:
                              connect_args={"timeout": 30})
     import psycopg
 
-    options = {"options": f"-c search_path={database.schema}"} if database.schema else {}
+    conninfo = database.conninfo
+    assert conninfo is not None  # a database without a SQLite path is PostgreSQL
+    options: dict[str, Any] = {"options": f"-c search_path={database.schema}"} if database.schema else {}
     return create_engine("postgresql+psycopg://", poolclass=NullPool,
-                         creator=lambda: psycopg.connect(database.conninfo, connect_timeout=10, **options))
+                         creator=lambda: psycopg.connect(conninfo, connect_timeout=10, **options))
 
 
 @contextmanager

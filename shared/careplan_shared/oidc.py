@@ -48,7 +48,8 @@ DEFAULT_ALGORITHMS = ("RS256", "ES256")
 MAX_TOKEN_CHARS = 16_384
 MAX_JWKS_BYTES = 512 * 1024
 _SIGNING_KEY_TYPES = ("RSA", "EC", "OKP")
-_KEY_CLASSES = {  # algorithm family -> public key classes it verifies with
+_PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | ed448.Ed448PublicKey
+_KEY_CLASSES: dict[str, tuple[type[_PublicKey], ...]] = {  # algorithm family -> public key classes it verifies with
     "RS": (rsa.RSAPublicKey,), "PS": (rsa.RSAPublicKey,), "ES": (ec.EllipticCurvePublicKey,),
     "Ed": (ed25519.Ed25519PublicKey, ed448.Ed448PublicKey),
 }

@@ -213,4 +213,5 @@ def document_problems(api: Api) -> None:
         spec.components.schemas.pop(error_schema_name, None)
     plugin = ProblemResponses()
     plugin.init_spec(spec)
+    assert isinstance(spec.plugins, list)  # flask-smorest gives the spec a list of plugins
     spec.plugins.append(plugin)

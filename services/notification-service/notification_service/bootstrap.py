@@ -65,6 +65,7 @@ def make_store(config: Config, *, migrate: bool = True):
     """``migrate``: bring the store to the newest schema revision first (adapters/migrations)."""
     cipher = make_cipher(config)
     if config.persistence == "postgres":
+        assert config.database_url is not None  # Config.from_env demands it for postgres
         return PostgresStore(config.database_url, cipher=cipher, migrate=migrate)
     # the default file lives in the service's own folder: that folder is made private too
     return SQLiteStore(config.sqlite_file, cipher, private_dir=config.sqlite_path is None, migrate=migrate)
@@ -74,11 +75,13 @@ def make_source(config: Config, key: bytes):
     if config.transport == "kafka":
         from notification_service.adapters.sources import KafkaSource
 
+        assert config.kafka_bootstrap_servers is not None  # Config.from_env demands it for kafka
         return KafkaSource(config.kafka_bootstrap_servers, config.kafka_topic, config.kafka_group)
     from notification_service.adapters.sources import FeedSource
 
     if config.feed_token:
-        return FeedSource(config.plan_service_url, lambda: config.feed_token)
+        feed_token = config.feed_token
+        return FeedSource(config.plan_service_url, lambda: feed_token)
     # Embedded default: a short-lived integration token signed with the shared dev key.
     cache: dict[str, Any] = {}
 
@@ -98,6 +101,7 @@ def make_channels(config: Config) -> dict[str, Any]:
 
     channels: dict[str, Any] = {}
     if config.webhook_url:
+        assert config.webhook_secret is not None  # Config.from_env demands it with a webhook
         channels["webhook"] = WebhookChannel(config.webhook_url, config.webhook_secret.encode())
     if config.smtp_host:
         template = config.email_address_template

@@ -82,7 +82,7 @@ def bootstrap(config: Config, *, with_relay: bool | None = None, migrate: bool =
 
         migrate_store(config)
     plans = PlanApplication(eventsourcing_env(config), write_batch_max=config.write_batch_max)
-    plans.snapshotting_intervals = {IndividualPlan: config.snapshot_interval}
+    plans.snapshotting_intervals = {IndividualPlan: config.snapshot_interval}  # type: ignore[misc]  # eventsourcing types it ClassVar but reads it via self
     verifier = verifier_from_env(config.oidc, DevTokenVerifier(load_or_create_dev_key(config.signing_key_file)))
     services = Services(config, plans, verifier, access_log=access_log_for(config))
     if config.kafka_bootstrap_servers:

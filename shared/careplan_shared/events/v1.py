@@ -4,6 +4,8 @@ Add a field: keep it optional, stay on v1. Remove or retype a field: add v2 besi
 and keep v1 readable until every consumer has moved.
 """
 
+from typing import Any
+
 from marshmallow import Schema, fields, validate
 
 from careplan_shared.vocabulary import (
@@ -16,7 +18,7 @@ from careplan_shared.vocabulary import (
 )
 
 ID = fields.String  # ids come from the EPR: opaque strings
-_id = dict(required=True, validate=validate.Length(min=1, max=64))
+_id: dict[str, Any] = dict(required=True, validate=validate.Length(min=1, max=64))
 
 
 class _Payload(Schema):

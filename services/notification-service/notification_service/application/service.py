@@ -365,7 +365,9 @@ class Notifications:
     def _tick_one(self, tx: StoreTransaction, plan_id: str, now: datetime) -> None:
         """One plan's turn; a plan whose view cannot be read does not stop the others."""
         try:
-            self._reconcile(tx, PlanView.from_json(tx.load_view(plan_id)), now)
+            data = tx.load_view(plan_id)
+            assert data is not None  # views_due lists stored views only
+            self._reconcile(tx, PlanView.from_json(data), now)
         except self._fatal():
             raise
         except Exception as e:  # noqa: BLE001

@@ -84,6 +84,8 @@ class PlanView:
             years = day.year - self.birth_date.year - (
                 (day.month, day.day) < (self.birth_date.month, self.birth_date.day))
             return years, years
+        if self.age_band is None:  # no band given
+            return None
         try:
             return AgeBand(self.age_band).years
         except ValueError:  # no band given (or one this version does not know)

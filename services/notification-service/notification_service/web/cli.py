@@ -71,12 +71,13 @@ def _migrate(config: Config, *, quiet: bool = False) -> int:
 def _dead_letters(config: Config, action: str, everything: bool) -> int:
     from notification_service.adapters.crypto import StoreUnreadable
     from notification_service.bootstrap import bootstrap
+    from notification_service.domain.dead_letters import DeadLetterStatus
 
     logs.configure("notification-service", config.log_level)
     try:
         notifications = bootstrap(config, with_workers=False).notifications
         if action == "list":
-            for row in notifications.dead_letters(1000, None if everything else "open"):
+            for row in notifications.dead_letters(1000, None if everything else DeadLetterStatus.OPEN):
                 print(row)
             return 0
         summary = notifications.retry_dead_letters()

@@ -255,7 +255,7 @@ def postgres_access_log(conninfo: str, schema: str) -> SQLAccessLog:
     options = f"-c search_path={schema}" if schema else None
 
     def connect():
-        kwargs = {"options": options} if options else {}
+        kwargs: dict[str, Any] = {"options": options} if options else {}
         return psycopg.connect(conninfo, connect_timeout=5, **kwargs)
 
     return SQLAccessLog(connect, "%s")

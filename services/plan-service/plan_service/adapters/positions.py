@@ -111,7 +111,9 @@ class PostgresPositions:
             conn = self._psycopg.connect(self.conninfo, autocommit=True, connect_timeout=5)
         except self._psycopg.Error:
             return False
-        got = conn.execute("SELECT pg_try_advisory_lock(%s)", (self._lock_key,)).fetchone()[0]
+        row = conn.execute("SELECT pg_try_advisory_lock(%s)", (self._lock_key,)).fetchone()
+        assert row is not None  # a SELECT without FROM returns one row
+        got = row[0]
         if not got:
             conn.close()
             return False

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Flask
 from marshmallow import ValidationError
 
@@ -47,7 +49,7 @@ def install(app: Flask) -> None:
     @app.errorhandler(EventRejected)
     def _rejected(e: EventRejected):
         error = e.error
-        field_errors = {error.field or "_schema": [error.message]}
+        field_errors: dict[str, Any] = {error.field or "_schema": [error.message]}
         if getattr(e, "in_list", False):
             field_errors = {str(e.index): field_errors}
         if isinstance(error, Forbidden):

@@ -84,6 +84,7 @@ def _expected_version() -> int | None:
     if not match:
         abort(422, message='If-Match must be a plan version, e.g. "7"',
               errors={"If-Match": ['a plan version such as "7"']})
+    assert match is not None  # abort() raised otherwise
     return int(match.group(1))
 
 
@@ -123,6 +124,7 @@ class Plan(MethodView):
         """The plan as it stands now, or as it was recorded at `as_of` (a relative: only the
         sections their current consent covers)"""
         plan = _plans().get_plan(plan_id, as_of=args["as_of"]) if args["as_of"] else access.plan
+        assert plan is not None  # the route names a plan, so requires() loaded it
         body = schemas.PlanOut(only=projection.plan_fields(access.sections)).dump(plan)
         # a Response passes flask-smorest's dumping untouched: the fields are already chosen
         return make_response(body, 200, {"ETag": f'"{plan.version}"'})

@@ -33,7 +33,7 @@ class _Clean(validate.Validator):
 
 ONE_LINE = _Clean(_CONTROL_IN_LINE, "one line of text")
 MULTI_LINE = _Clean(_CONTROL_IN_TEXT, "line breaks and tabs are fine")
-ID = dict(required=True, validate=[validate.Length(min=1, max=64), ONE_LINE])
+ID: dict[str, Any] = dict(required=True, validate=[validate.Length(min=1, max=64), ONE_LINE])
 SHORT = [validate.Length(min=1, max=200), ONE_LINE]
 TEXT = [validate.Length(min=1, max=4000), MULTI_LINE]
 CLOCK_SKEW = timedelta(minutes=5)
@@ -67,6 +67,9 @@ class TimeInRange(validate.Validator):
         if value is None:
             return value
         now = datetime.now(timezone.utc)
+        earliest: date
+        latest: date
+        current: date
         if isinstance(value, datetime):
             earliest, latest, current = EARLIEST, now + self.ahead, now
         else:
@@ -273,6 +276,7 @@ def _load_one(item: Any) -> tuple[str, dict[str, Any]]:
         hint = ("PlanOpened is recorded by POST /v1/plans" if type_ == "PlanOpened"
                 else "one of " + ", ".join(EVENT_SCHEMAS))
         raise ValidationError({"type": [f"unknown event type; {hint}"]})
+    assert isinstance(type_, str)  # a schema was found, so type_ is a str
     fields_ = schema.load(item)
     fields_.pop("type")
     return type_, fields_

@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
-from typing import Any
+from typing import Any, cast
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError, JSONTranscoder
@@ -40,6 +40,8 @@ class IdempotencyKeyReused(Exception):
 
 class EventRejected(Exception):
     """One event of a posted list broke a rule; nothing of the list was stored."""
+
+    in_list = False  # set by the API: the events were posted as a JSON list
 
     def __init__(self, index: int, error: DomainError):
         super().__init__(error.message)
@@ -156,7 +158,7 @@ class PlanApplication(Application):
                 idempotency: Idempotency | None) -> Outcome:
         outcome = Outcome(
             plan.id, plan.version,
-            [integration.event_ref(e) for e in plan.pending_events], created,
+            [integration.event_ref(cast(IndividualPlan.Event, e)) for e in plan.pending_events], created,
         )
         objs: list[Any] = [plan, *others]
         if idempotency:
@@ -173,7 +175,7 @@ class PlanApplication(Application):
 
     def _replay(self, idempotency: Idempotency) -> Outcome | None:
         try:
-            record = self.repository.get(IdempotencyRecord.id_for(idempotency.caller, idempotency.key))
+            record: IdempotencyRecord = self.repository.get(IdempotencyRecord.id_for(idempotency.caller, idempotency.key))
         except AggregateNotFoundError:
             return None
         if record.fingerprint != idempotency.fingerprint:
@@ -184,7 +186,7 @@ class PlanApplication(Application):
 
     def _load(self, plan_id: uuid.UUID, version: int | None = None, copy: bool = True) -> IndividualPlan:
         try:
-            plan = self.repository.get(plan_id, version=version, deepcopy_from_cache=copy)
+            plan: object = self.repository.get(plan_id, version=version, deepcopy_from_cache=copy)
         except AggregateNotFoundError:
             raise PlanNotFound(plan_id) from None
         if not isinstance(plan, IndividualPlan):
@@ -201,7 +203,7 @@ class PlanApplication(Application):
         """The plan's version as recorded at ``as_of`` (recording time, not clinical time)."""
         before: int | None = None
         while True:
-            page = list(self.events.get(plan_id, desc=True, lte=before, limit=500))
+            page = cast(list[IndividualPlan.Event], list(self.events.get(plan_id, desc=True, lte=before, limit=500)))
             if not page:
                 raise PlanNotFound(plan_id)
             for event in page:
@@ -219,7 +221,7 @@ class PlanApplication(Application):
         lte = before - 1 if before is not None else None
         chosen: list[IndividualPlan.Event] = []
         while True:
-            events = list(self.events.get(plan_id, desc=True, lte=lte, limit=limit + 1))
+            events = cast(list[IndividualPlan.Event], list(self.events.get(plan_id, desc=True, lte=lte, limit=limit + 1)))
             if not events and before is None and lte is None:
                 raise PlanNotFound(plan_id)
             for event in events:
@@ -239,7 +241,7 @@ class PlanApplication(Application):
         notifications = self.recorder.select_notifications(
             start=after + 1, limit=limit, topics=integration.PLAN_EVENT_TOPICS)
         return [
-            integration.to_integration_event(self.mapper.to_domain_event(n), n.id)
+            integration.to_integration_event(cast(IndividualPlan.Event, self.mapper.to_domain_event(n)), n.id)
             for n in notifications
         ]
 
@@ -248,7 +250,7 @@ class PlanApplication(Application):
         return self.integration_events(after, limit), self.recorder.max_notification_id() or 0
 
     def plan_events(self, plan_id: uuid.UUID) -> Iterable[IndividualPlan.Event]:
-        return self.events.get(plan_id)
+        return cast(Iterable[IndividualPlan.Event], self.events.get(plan_id))
 
 
 __all__ = [

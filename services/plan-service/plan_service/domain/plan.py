@@ -12,7 +12,7 @@ Python module path, so moving or renaming a class cannot orphan a stored event.
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta, timezone
-from typing import Any
+from typing import Any, ClassVar
 
 from eventsourcing.domain import Aggregate
 
@@ -55,6 +55,7 @@ class IndividualPlan(Aggregate):
     TOPIC = "careplan.IndividualPlan"
 
     class Event(Aggregate.Event):
+        TOPIC: ClassVar[str]  # set on every event class (see the module's docstring)
         recorded_by: Actor
         occurred_at: datetime
 
@@ -372,7 +373,7 @@ class IndividualPlan(Aggregate):
         return self.patient_id == who
 
     def is_coordinator(self, who: str) -> bool:
-        return bool(self.coordinator) and self.coordinator["coordinator_id"] == who
+        return bool(self.coordinator and self.coordinator["coordinator_id"] == who)
 
     def takes_part(self, who: str) -> bool:
         """A professional participant, the coordinator, or the clinician who opened the plan."""

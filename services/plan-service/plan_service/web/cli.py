@@ -88,6 +88,7 @@ def run_relay(config: Config) -> int:
         signal.signal(sig, lambda *_: stop.set())
     print(f"relay: {config.persistence} -> kafka {config.kafka_bootstrap_servers} "
           f"topic {config.kafka_topic}", file=sys.stderr, flush=True)
+    assert services.relay is not None  # with_relay=True builds one
     services.relay.run(stop)
     return 0
 

@@ -21,7 +21,9 @@ def upgrade() -> None:
 
     # The library opens its own connection: SQLite in autocommit DDL, PostgreSQL in its own
     # transactions. It runs under migrate()'s lock like the rest of this revision.
-    env = dict(op.get_context().config.attributes["library_env"], CREATE_TABLE="y",
+    config = op.get_context().config
+    assert config is not None  # migrate.upgrade() runs the revisions with its Config
+    env = dict(config.attributes["library_env"], CREATE_TABLE="y",
                POSTGRES_POOL_SIZE="1", POSTGRES_MAX_OVERFLOW="0")
     factory = InfrastructureFactory.construct(Environment(APPLICATION_NAME, env))
     try:
