@@ -34,7 +34,7 @@ class IdempotencyRecord(Aggregate):
         return uuid.uuid5(NAMESPACE, f"{caller}\n{key}")
 
     @classmethod
-    def record(cls, caller: str, key: str, fingerprint: str, outcome: dict[str, Any]) -> IdempotencyRecord:
+    def create(cls, caller: str, key: str, fingerprint: str, outcome: dict[str, Any]) -> IdempotencyRecord:
         return cls._create(cls.Created, id=cls.id_for(caller, key), fingerprint=fingerprint, outcome=outcome)
 
 

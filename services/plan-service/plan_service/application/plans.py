@@ -66,12 +66,12 @@ class Outcome:
     created: bool
     replayed: bool = False
 
-    def to_record(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, Any]:
         return {"plan_id": str(self.plan_id), "version": self.version,
                 "events": self.events, "created": self.created}
 
     @classmethod
-    def from_record(cls, data: dict[str, Any]) -> Outcome:
+    def from_dict(cls, data: dict[str, Any]) -> Outcome:
         return cls(uuid.UUID(data["plan_id"]), data["version"], data["events"], data["created"], True)
 
 
@@ -162,8 +162,8 @@ class PlanApplication(Application):
         )
         objs: list[Any] = [plan, *others]
         if idempotency:
-            objs.append(IdempotencyRecord.record(
-                idempotency.caller, idempotency.key, idempotency.fingerprint, outcome.to_record()))
+            objs.append(IdempotencyRecord.create(
+                idempotency.caller, idempotency.key, idempotency.fingerprint, outcome.as_dict()))
         try:
             self.committer.save(*objs)
         except IntegrityError:
@@ -180,7 +180,7 @@ class PlanApplication(Application):
             return None
         if record.fingerprint != idempotency.fingerprint:
             raise IdempotencyKeyReused()
-        return Outcome.from_record(record.outcome)
+        return Outcome.from_dict(record.outcome)
 
     # -- reads --------------------------------------------------------------------------
 

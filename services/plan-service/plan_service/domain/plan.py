@@ -396,7 +396,7 @@ class IndividualPlan(Aggregate):
 
     # -- commands: check, then trigger ------------------------------------------------
 
-    def _record(self, event_class: type[Event], **kwargs: Any) -> None:
+    def _trigger(self, event_class: type[Event], **kwargs: Any) -> None:
         if self.closed is not None:
             raise Conflict("the plan is closed; no events can be added")
         if kwargs["occurred_at"] < self.opened_at:
@@ -422,20 +422,20 @@ class IndividualPlan(Aggregate):
         if participant is not None and participant.kind == "relative":
             raise Invalid(f"{coordinator_id} takes part as a relative; a coordinator is a professional",
                           "coordinator_id")
-        self._record(self.CoordinatorAssigned, coordinator_id=coordinator_id, name=name,
+        self._trigger(self.CoordinatorAssigned, coordinator_id=coordinator_id, name=name,
                      service_level=service_level, **meta)
 
     def record_what_matters(self, *, text: str, language: str, **meta: Any) -> None:
         if not text.strip():
             raise Invalid("what matters must not be empty", "text")
-        self._record(self.WhatMattersRecorded, text=text, language=language, **meta)
+        self._trigger(self.WhatMattersRecorded, text=text, language=language, **meta)
 
     def set_goal(self, *, goal_id: str, text: str, expressed_by: str,
                  target_date: date | None = None, **meta: Any) -> None:
         _require_text(text, "text")
         if goal_id in self.goals:
             raise Conflict(f"goal {goal_id} already exists", "goal_id")
-        self._record(self.GoalSet, goal_id=goal_id, text=text, expressed_by=expressed_by,
+        self._trigger(self.GoalSet, goal_id=goal_id, text=text, expressed_by=expressed_by,
                      target_date=target_date, **meta)
 
     def _active_goal(self, goal_id: str, doing: str) -> Goal:
@@ -453,23 +453,23 @@ class IndividualPlan(Aggregate):
             raise Invalid("a revision changes the text or the target date", "text")
         if text is not None:
             _require_text(text, "text")
-        self._record(self.GoalRevised, goal_id=goal_id, text=text, target_date=target_date,
+        self._trigger(self.GoalRevised, goal_id=goal_id, text=text, target_date=target_date,
                      reason=reason, **meta)
 
     def achieve_goal(self, *, goal_id: str, **meta: Any) -> None:
         self._active_goal(goal_id, "achieved")
-        self._record(self.GoalAchieved, goal_id=goal_id, **meta)
+        self._trigger(self.GoalAchieved, goal_id=goal_id, **meta)
 
     def abandon_goal(self, *, goal_id: str, reason: str | None = None, **meta: Any) -> None:
         self._active_goal(goal_id, "abandoned")
-        self._record(self.GoalAbandoned, goal_id=goal_id, reason=reason, **meta)
+        self._trigger(self.GoalAbandoned, goal_id=goal_id, reason=reason, **meta)
 
     def give_information(self, *, information_id: str, topic: str, form: str, description: str,
                          adapted_how: str | None = None, **meta: Any) -> None:
         _require_text(description, "description")
         if information_id in self.information:
             raise Conflict(f"information {information_id} is already recorded", "information_id")
-        self._record(self.InformationGiven, information_id=information_id, topic=topic, form=form,
+        self._trigger(self.InformationGiven, information_id=information_id, topic=topic, form=form,
                      description=description, adapted_how=adapted_how, **meta)
 
     def add_participant(self, *, participant_id: str, kind: str, name: str | None = None,
@@ -479,14 +479,14 @@ class IndividualPlan(Aggregate):
             raise Conflict(f"participant {participant_id} already takes part", "participant_id")
         if kind == "professional" and service_level is None:
             raise Invalid("a professional participant needs a service level", "service_level")
-        self._record(self.ParticipantAdded, participant_id=participant_id, kind=kind, name=name,
+        self._trigger(self.ParticipantAdded, participant_id=participant_id, kind=kind, name=name,
                      relation=relation, service_level=service_level, **meta)
 
     def remove_participant(self, *, participant_id: str, reason: str | None = None,
                            **meta: Any) -> None:
         if participant_id not in self.participants:
             raise Invalid(f"{participant_id} is not a participant of the plan", "participant_id")
-        self._record(self.ParticipantRemoved, participant_id=participant_id, reason=reason, **meta)
+        self._trigger(self.ParticipantRemoved, participant_id=participant_id, reason=reason, **meta)
 
     def give_relative_consent(self, *, relative_id: str, scope: list[str],
                               valid_from: datetime | None = None,
@@ -505,7 +505,7 @@ class IndividualPlan(Aggregate):
             raise Invalid("valid_until must be after valid_from", "valid_until")
         if valid_until is not None and valid_until <= meta["occurred_at"]:
             raise Invalid("the consent had already ended when it was given", "valid_until")
-        self._record(self.RelativeConsentGiven, relative_id=relative_id,
+        self._trigger(self.RelativeConsentGiven, relative_id=relative_id,
                      scope=sorted(set(scope)), valid_from=valid_from,
                      valid_until=valid_until, given_how=given_how, **meta)
 
@@ -516,7 +516,7 @@ class IndividualPlan(Aggregate):
             raise Invalid(f"no consent was given for {relative_id}", "relative_id")
         if consent.withdrawn_at is not None:
             raise Conflict(f"the consent for {relative_id} is already withdrawn", "relative_id")
-        self._record(self.RelativeConsentWithdrawn, relative_id=relative_id, **meta)
+        self._trigger(self.RelativeConsentWithdrawn, relative_id=relative_id, **meta)
 
     def schedule_evaluation(self, *, evaluation_id: str, scheduled_for: datetime,
                             **meta: Any) -> None:
@@ -524,7 +524,7 @@ class IndividualPlan(Aggregate):
         if existing is not None and existing.status == EvaluationStatus.HELD:
             raise Conflict(f"evaluation {evaluation_id} was already held", "evaluation_id")
         self._not_before_opening(scheduled_for, "scheduled_for")
-        self._record(self.EvaluationScheduled, evaluation_id=evaluation_id,
+        self._trigger(self.EvaluationScheduled, evaluation_id=evaluation_id,
                      scheduled_for=scheduled_for, **meta)
 
     def hold_evaluation(self, *, evaluation_id: str, outcome: str, patient_took_part: bool,
@@ -537,7 +537,7 @@ class IndividualPlan(Aggregate):
         _require_text(outcome, "outcome")
         self._not_before_scheduled(evaluation.scheduled_for, meta["occurred_at"],
                                    f"evaluation {evaluation_id}")
-        self._record(self.EvaluationHeld, evaluation_id=evaluation_id, outcome=outcome,
+        self._trigger(self.EvaluationHeld, evaluation_id=evaluation_id, outcome=outcome,
                      patient_took_part=patient_took_part, participants=list(participants or []),
                      **meta)
 
@@ -545,7 +545,7 @@ class IndividualPlan(Aggregate):
                                  reason: str | None = None, **meta: Any) -> None:
         if meeting_id in self.triangle_meetings:
             raise Conflict(f"triangle meeting {meeting_id} already exists", "meeting_id")
-        self._record(self.TriangleMeetingRequested, meeting_id=meeting_id,
+        self._trigger(self.TriangleMeetingRequested, meeting_id=meeting_id,
                      requested_by=requested_by, reason=reason, **meta)
 
     def schedule_triangle_meeting(self, *, meeting_id: str, scheduled_for: datetime, place: str,
@@ -558,7 +558,7 @@ class IndividualPlan(Aggregate):
             raise Invalid("agree a strategy for a no-show before the meeting", "no_show_strategy")
         _require_text(place, "place")
         self._not_before_opening(scheduled_for, "scheduled_for")
-        self._record(self.TriangleMeetingScheduled, meeting_id=meeting_id,
+        self._trigger(self.TriangleMeetingScheduled, meeting_id=meeting_id,
                      scheduled_for=scheduled_for, place=place, transport=transport,
                      companion=companion, no_show_strategy=no_show_strategy, **meta)
 
@@ -575,15 +575,15 @@ class IndividualPlan(Aggregate):
     def hold_triangle_meeting(self, *, meeting_id: str, outcome: str | None = None,
                               **meta: Any) -> None:
         self._scheduled_meeting(meeting_id, meta["occurred_at"])
-        self._record(self.TriangleMeetingHeld, meeting_id=meeting_id, outcome=outcome, **meta)
+        self._trigger(self.TriangleMeetingHeld, meeting_id=meeting_id, outcome=outcome, **meta)
 
     def miss_triangle_meeting(self, *, meeting_id: str, note: str | None = None,
                               **meta: Any) -> None:
         self._scheduled_meeting(meeting_id, meta["occurred_at"])
-        self._record(self.TriangleMeetingMissed, meeting_id=meeting_id, note=note, **meta)
+        self._trigger(self.TriangleMeetingMissed, meeting_id=meeting_id, note=note, **meta)
 
     def close(self, *, reason: str, note: str | None = None, **meta: Any) -> None:
-        self._record(self.PlanClosed, reason=reason, note=note, **meta)
+        self._trigger(self.PlanClosed, reason=reason, note=note, **meta)
 
 
 def _require_text(text: str, field: str) -> None:

@@ -74,7 +74,7 @@ def test_idempotency_survives_a_restart(make_app):
     key = Idempotency("epr-1", "msg-1", "fp-1")
     first = app.record(plan_id, [note("once")], actor=ACTOR, idempotency=key)
     replay = make_app().record(plan_id, [note("once")], actor=ACTOR, idempotency=key)
-    assert replay.replayed and replay.to_record() == first.to_record()
+    assert replay.replayed and replay.as_dict() == first.as_dict()
     assert make_app().get_plan(plan_id).version == 2
 
 
