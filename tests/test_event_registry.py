@@ -1,13 +1,14 @@
 """One registry of event types (plan_service/domain/event_types.py): every event type of the plan
 has every piece the services need, and nothing knows a type the registry does not.
 
-A new event type fails here until it has: its command, a section, a summary, who may record it,
-a request schema, a wire schema, and notification-service's handling (or its word that it has no
-use for it).
+A new event type fails here until it has: its command, its payload, a section, a summary, who may
+record it (all in its registry entry), a wire schema, and notification-service's handling (or its
+word that it has no use for it).
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 
 import pytest
@@ -43,11 +44,15 @@ def test_each_type_has_every_piece(name):
     # the summary: a translatable message, whatever the reader is shown (nothing, here)
     message = entry.summary(type("Nothing", (), {"__getattr__": lambda self, _: None})())
     assert isinstance(message, Message) and message.format()
-    # a request schema for what is posted; PlanOpened is POST /v1/plans
+    # what is posted: its payload, the very parameters of its command; PlanOpened is POST /v1/plans
     if name == "PlanOpened":
-        assert entry.command is None
+        assert entry.command is None and not entry.payload
     else:
         assert callable(entry.command) and name in schemas.EVENT_SCHEMAS
+        parameters = inspect.signature(entry.command).parameters
+        taken = {p for p, info in parameters.items() if info.kind is inspect.Parameter.KEYWORD_ONLY}
+        assert set(entry.payload) == taken, "the payload is what the command takes"
+        assert set(schemas.EVENT_SCHEMAS[name].fields) == {"type", "occurred_at", *entry.payload}
     assert name in v1.SCHEMAS and name in PLAN_EVENT_TYPES  # the wire contract
     handled = name in notification_view._HANDLERS
     assert handled != (name in notification_view.UNUSED_EVENT_TYPES), \

@@ -93,11 +93,6 @@ def clinical_time(**kwargs: Any) -> fields.AwareDateTime:
     return fields.AwareDateTime(load_default=None, allow_none=True, validate=CLINICAL_TIME, **kwargs)
 
 
-def scheduled_time(ahead: timedelta = SCHEDULE_HORIZON, **kwargs: Any) -> fields.AwareDateTime:
-    kwargs.setdefault("required", True)
-    return fields.AwareDateTime(validate=TimeInRange(ahead), **kwargs)
-
-
 class StrictSchema(Schema):
     class Meta:
         ordered = True
@@ -110,134 +105,60 @@ class _EventIn(StrictSchema):
                                  "before the plan was opened, not in the future."})
 
 
-def _one_of(choices: tuple[str, ...]) -> validate.OneOf:
-    return validate.OneOf(choices)
+_LANGUAGE = validate.Regexp(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$")
 
 
-class CoordinatorAssigned(_EventIn):
-    coordinator_id = fields.String(**ID)
-    name = fields.String(**_opt())
-    service_level = fields.String(**_opt(_one_of(values.SERVICE_LEVELS)))
+def _field(spec: event_types.Field) -> fields.Field:
+    """The marshmallow field (validation and OpenAPI) for one field of a registered payload."""
+    kind, req = spec.kind, spec.required
+    meta: dict[str, Any] = {"metadata": {"description": spec.description}} if spec.description else {}
+    presence: dict[str, Any] = {"required": True} if req else {"load_default": None, "allow_none": True}
+    Kind = event_types.Kind
+    if kind is Kind.ID:
+        return fields.String(**ID, **meta)
+    if kind is Kind.SHORT:
+        return fields.String(validate=SHORT, **presence, **meta)
+    if kind is Kind.TEXT:
+        return fields.String(validate=TEXT, **presence, **meta)
+    if kind is Kind.CHOICE:
+        return fields.String(validate=validate.OneOf(spec.choices), **presence, **meta)
+    if kind is Kind.CHOICES:
+        return fields.List(fields.String(validate=validate.OneOf(spec.choices)), required=True,
+                           validate=validate.Length(min=1, max=len(spec.choices)), **meta)
+    if kind is Kind.NAMES:
+        return fields.List(fields.String(validate=SHORT), load_default=list, validate=validate.Length(max=50), **meta)
+    if kind is Kind.LANGUAGE:
+        return fields.String(load_default="nb", validate=_LANGUAGE, **meta)
+    if kind is Kind.BOOL:
+        return StrictBoolean(required=True, **meta)
+    if kind is Kind.TARGET_DATE:
+        return fields.Date(validate=SCHEDULED_TIME, **presence, **meta)
+    if kind is Kind.SCHEDULED:
+        return fields.AwareDateTime(validate=SCHEDULED_TIME, **presence, **meta)
+    if kind is Kind.CONSENT_START:
+        return fields.AwareDateTime(validate=TimeInRange(CONSENT_START_HORIZON), **presence, **meta)
+    if kind is Kind.CONSENT_END:
+        return fields.AwareDateTime(validate=TimeInRange(CONSENT_HORIZON, future=True), **presence, **meta)
+    raise ValueError(f"no request field for {kind!r}")
 
 
-class WhatMattersRecorded(_EventIn):
-    text = fields.String(required=True, validate=TEXT,
-                         metadata={"description": "In the patient's own words («Hva er viktig for deg?»)"})
-    language = fields.String(load_default="nb", validate=validate.Regexp(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$"))
+def request_schema(entry: event_types.EventType) -> type[Schema]:
+    """The request schema of a registered event type, built from its payload (named after it:
+    the OpenAPI document's component)."""
+    attrs: dict[str, Any] = {name: _field(spec) for name, spec in entry.payload.items()}
+    attrs["__doc__"] = f"{entry.name}: {entry.summary(_NOTHING).template}"
+    return type(entry.name, (_EventIn,), attrs)
 
 
-class GoalSet(_EventIn):
-    goal_id = fields.String(**ID)
-    text = fields.String(required=True, validate=TEXT)
-    expressed_by = fields.String(required=True, validate=_one_of(values.EXPRESSED_BY))
-    target_date = fields.Date(load_default=None, allow_none=True, validate=SCHEDULED_TIME)
+class _Nothing:
+    def __getattr__(self, name: str) -> None:
+        return None
 
 
-class GoalRevised(_EventIn):
-    goal_id = fields.String(**ID)
-    text = fields.String(**_opt(TEXT))
-    target_date = fields.Date(load_default=None, allow_none=True, validate=SCHEDULED_TIME)
-    reason = fields.String(**_opt(TEXT))
-
-
-class GoalAchieved(_EventIn):
-    goal_id = fields.String(**ID)
-
-
-class GoalAbandoned(_EventIn):
-    goal_id = fields.String(**ID)
-    reason = fields.String(**_opt(TEXT))
-
-
-class InformationGiven(_EventIn):
-    information_id = fields.String(**ID)
-    topic = fields.String(required=True, validate=_one_of(values.INFORMATION_TOPICS))
-    form = fields.String(required=True, validate=_one_of(values.INFORMATION_FORMS))
-    description = fields.String(required=True, validate=TEXT)
-    adapted_how = fields.String(**_opt(TEXT))
-
-
-class ParticipantAdded(_EventIn):
-    participant_id = fields.String(**ID)
-    kind = fields.String(required=True, validate=_one_of(values.PARTICIPANT_KINDS))
-    name = fields.String(**_opt())
-    relation = fields.String(**_opt())
-    service_level = fields.String(**_opt(_one_of(values.SERVICE_LEVELS)))
-
-
-class ParticipantRemoved(_EventIn):
-    participant_id = fields.String(**ID)
-    reason = fields.String(**_opt(TEXT))
-
-
-class RelativeConsentGiven(_EventIn):
-    relative_id = fields.String(**ID)
-    scope = fields.List(fields.String(validate=_one_of(values.CONSENT_SCOPES)), required=True,
-                        validate=validate.Length(min=1, max=len(values.CONSENT_SCOPES)))
-    valid_from = scheduled_time(CONSENT_START_HORIZON, required=False, load_default=None, allow_none=True,
-                                metadata={"description": "Default: when it was given"})
-    valid_until = fields.AwareDateTime(
-        load_default=None, allow_none=True, validate=TimeInRange(CONSENT_HORIZON, future=True),
-        metadata={"description": "In the future, at most 10 years ahead; none: until withdrawn"})
-    given_how = fields.String(
-        load_default=None, allow_none=True, validate=_one_of(("oral", "written")),
-        metadata={"description": "How the patient gave it, when a clinician records it (oral or "
-                                 "written; required then). A patient recording it needs none."})
-
-
-class RelativeConsentWithdrawn(_EventIn):
-    relative_id = fields.String(**ID)
-
-
-class EvaluationScheduled(_EventIn):
-    evaluation_id = fields.String(**ID)
-    scheduled_for = scheduled_time()
-
-
-class EvaluationHeld(_EventIn):
-    evaluation_id = fields.String(**ID)
-    outcome = fields.String(required=True, validate=TEXT)
-    patient_took_part = StrictBoolean(required=True)
-    participants = fields.List(fields.String(validate=SHORT), load_default=list,
-                               validate=validate.Length(max=50))
-
-
-class TriangleMeetingRequested(_EventIn):
-    meeting_id = fields.String(**ID)
-    requested_by = fields.String(**_opt(_one_of(values.SERVICE_LEVELS + ("patient",))))
-    reason = fields.String(**_opt(TEXT))
-
-
-class TriangleMeetingScheduled(_EventIn):
-    meeting_id = fields.String(**ID)
-    scheduled_for = scheduled_time()
-    place = fields.String(required=True, validate=SHORT)
-    transport = fields.String(**_opt())
-    companion = fields.String(**_opt())
-    no_show_strategy = fields.String(
-        required=True, validate=TEXT,
-        metadata={"description": "What to do if the young person does not come, agreed in advance"},
-    )
-
-
-class TriangleMeetingHeld(_EventIn):
-    meeting_id = fields.String(**ID)
-    outcome = fields.String(**_opt(TEXT))
-
-
-class TriangleMeetingMissed(_EventIn):
-    meeting_id = fields.String(**ID)
-    note = fields.String(**_opt(TEXT))
-
-
-class PlanClosed(_EventIn):
-    reason = fields.String(required=True, validate=_one_of(values.CLOSE_REASONS))
-    note = fields.String(**_opt(TEXT))
-
-
-# One request schema per registered, postable event type (domain/event_types.py), named after
-# it: a registered type without its schema here fails at start-up (KeyError), and in the tests.
-EVENT_SCHEMAS: dict[str, Schema] = {name: globals()[name]() for name in event_types.COMMANDS}
+_NOTHING = _Nothing()
+# One request schema per registered, postable event type (domain/event_types.py).
+EVENT_SCHEMAS: dict[str, Schema] = {
+    t.name: request_schema(t)() for t in event_types.BY_NAME.values() if t.command is not None}
 MAX_EVENTS_PER_REQUEST = 100
 
 
@@ -284,8 +205,8 @@ def _load_one(item: Any) -> tuple[str, dict[str, Any]]:
 
 class OpenPlan(StrictSchema):
     patient_id = fields.String(**ID, metadata={"description": "The patient's id in the EPR (synthetic in tests)"})
-    service_level = fields.String(required=True, validate=_one_of(values.SERVICE_LEVELS))
-    age_band = fields.String(**_opt(_one_of(values.AGE_BANDS)))
+    service_level = fields.String(required=True, validate=validate.OneOf(values.SERVICE_LEVELS))
+    age_band = fields.String(**_opt(validate.OneOf(values.AGE_BANDS)))
     birth_date = fields.Date(load_default=None, allow_none=True, validate=CLINICAL_TIME)
     occurred_at = clinical_time()
 

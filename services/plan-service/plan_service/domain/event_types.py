@@ -1,12 +1,15 @@
 """The event types of an individual plan: ONE registry, keyed by the event class.
 
-For each type: the plan's command that records it, the section of the plan it belongs to (what
-a relative's consent must cover to see it), the fields shown by another section than the
-event's own, its timeline summary (translatable: a template and its values), and the roles
-that may record it. The API's request schemas, the timeline, the consent projection, the wire
-contract and notification-service read what is here; a test fails when a type lacks any of
-them. A new event type: its class and command in plan.py, one entry here, then its request
-schema (api/schemas.py) and wire schema (careplan_shared/events/v1.py), which the tests demand.
+For each type: the plan's command that records it, its payload as posted (the API builds the
+request schema from it), the section of the plan it belongs to (what a relative's consent must
+cover to see it), the fields shown by another section than the event's own, its timeline
+summary (translatable: a template and its values), and the roles that may record it. The API's
+request schemas, the timeline, the consent projection, the wire contract and
+notification-service read what is here; a test fails when a type lacks any of them. A new
+event type: its class and command in plan.py and one entry here; then the two other parties
+of the contract, which tests/test_event_registry.py asks for by name: its wire schema
+(careplan_shared/events/v1.py, data-minimised by hand on purpose) and notification-service's
+handling of it (or its word that it has no use for it).
 
 An event type this registry does not know is refused on write and shown to nobody on read.
 """
@@ -16,10 +19,19 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from enum import StrEnum
 from typing import Any
 
 from plan_service.domain.plan import IndividualPlan
-from plan_service.domain.values import CONSENT_SCOPES
+from plan_service.domain.values import (
+    CLOSE_REASONS,
+    CONSENT_SCOPES,
+    EXPRESSED_BY,
+    INFORMATION_FORMS,
+    INFORMATION_TOPICS,
+    PARTICIPANT_KINDS,
+    SERVICE_LEVELS,
+)
 
 # Sections: the six a consent can cover, and two that no consent covers.
 RECORD = "record"  # who the patient is, who recorded each change, notes on closing
@@ -43,6 +55,44 @@ class Message:
         return (template or self.template).format(**self.values)
 
 
+class Kind(StrEnum):
+    """What kind of value a posted field holds; the API turns each into its validation."""
+
+    ID = "id"  # an id from the EPR: one line, 1-64 characters
+    SHORT = "short"  # one line of text, up to 200 characters
+    TEXT = "text"  # free text, line breaks allowed, up to 4000 characters
+    CHOICE = "choice"  # one of ``choices``
+    CHOICES = "choices"  # a non-empty list of ``choices``
+    NAMES = "names"  # a list of up to 50 short texts (default: none)
+    LANGUAGE = "language"  # a language tag, default "nb"
+    BOOL = "bool"  # JSON true or false
+    TARGET_DATE = "target_date"  # a calendar day, up to 5 years ahead
+    SCHEDULED = "scheduled"  # a time from 1900, up to 5 years ahead
+    CONSENT_START = "consent_start"  # a time up to a year ahead
+    CONSENT_END = "consent_end"  # a time in the future, up to 10 years ahead
+
+
+@dataclass(frozen=True)
+class Field:
+    """A field of an event as it is posted (the request's payload)."""
+
+    kind: Kind
+    required: bool = False
+    choices: tuple[str, ...] = ()
+    description: str | None = None
+
+
+def required(kind: Kind, choices: tuple[str, ...] = (), description: str | None = None) -> Field:
+    return Field(kind, True, choices, description)
+
+
+def optional(kind: Kind, choices: tuple[str, ...] = (), description: str | None = None) -> Field:
+    return Field(kind, False, choices, description)
+
+
+ID = required(Kind.ID)
+
+
 @dataclass(frozen=True)
 class EventType:
     event: type[IndividualPlan.Event]
@@ -51,6 +101,7 @@ class EventType:
     recorders: frozenset[str] = STAFF  # roles that may record it (besides what the policy says)
     command: Callable[..., None] | None = None  # None: recorded another way (PlanOpened)
     fields: Mapping[str, str] = field(default_factory=dict)  # field -> another section than `section`
+    payload: Mapping[str, Field] = field(default_factory=dict)  # what is posted (PlanOpened: POST /v1/plans)
 
     @property
     def name(self) -> str:
@@ -82,61 +133,92 @@ _TYPES = (
               fields={"patient_id": RECORD, "service_level": RECORD, "age_band": RECORD, "birth_date": RECORD}),
     EventType(E.CoordinatorAssigned, "participants",
               lambda e: Message("Coordinator assigned: {who}", {"who": e.name or e.coordinator_id}),
-              command=E.assign_coordinator),
+              command=E.assign_coordinator,
+              payload={"coordinator_id": ID, "name": optional(Kind.SHORT),
+                       "service_level": optional(Kind.CHOICE, SERVICE_LEVELS)}),
     EventType(E.WhatMattersRecorded, "what_matters",
               lambda e: Message("What matters to me: “{text}”", {"text": clip(e.text)}),
-              recorders=STAFF_AND_PATIENT, command=E.record_what_matters),
+              recorders=STAFF_AND_PATIENT, command=E.record_what_matters,
+              payload={"text": required(Kind.TEXT, description="In the patient's own words («Hva er viktig for deg?»)"),
+                       "language": optional(Kind.LANGUAGE)}),
     EventType(E.GoalSet, "goals",
               lambda e: Message("Goal set ({by}): {text}", {"by": e.expressed_by, "text": clip(e.text)}),
-              command=E.set_goal),
+              command=E.set_goal,
+              payload={"goal_id": ID, "text": required(Kind.TEXT), "expressed_by": required(Kind.CHOICE, EXPRESSED_BY),
+                       "target_date": optional(Kind.TARGET_DATE)}),
     EventType(E.GoalRevised, "goals",
               lambda e: Message("Goal revised: {text}", {"text": clip(e.text)}) if e.text
               else Message("Goal revised: new target date"),
-              command=E.revise_goal),
+              command=E.revise_goal,
+              payload={"goal_id": ID, "text": optional(Kind.TEXT), "target_date": optional(Kind.TARGET_DATE),
+                       "reason": optional(Kind.TEXT)}),
     EventType(E.GoalAchieved, "goals", lambda e: Message("Goal {goal} achieved", {"goal": e.goal_id}),
-              command=E.achieve_goal),
+              command=E.achieve_goal, payload={"goal_id": ID}),
     EventType(E.GoalAbandoned, "goals", lambda e: Message("Goal {goal} abandoned", {"goal": e.goal_id}),
-              command=E.abandon_goal),
+              command=E.abandon_goal, payload={"goal_id": ID, "reason": optional(Kind.TEXT)}),
     EventType(E.InformationGiven, "information",
               lambda e: Message("Information given ({form}) about {topic}", {"form": e.form, "topic": words(e.topic)}),
-              command=E.give_information),
+              command=E.give_information,
+              payload={"information_id": ID, "topic": required(Kind.CHOICE, INFORMATION_TOPICS),
+                       "form": required(Kind.CHOICE, INFORMATION_FORMS), "description": required(Kind.TEXT),
+                       "adapted_how": optional(Kind.TEXT)}),
     EventType(E.ParticipantAdded, "participants",
               lambda e: Message("{kind} added to the plan: {who}",
                                 {"kind": (e.kind or "").capitalize(), "who": e.name or e.participant_id}),
-              command=E.add_participant),
+              command=E.add_participant,
+              payload={"participant_id": ID, "kind": required(Kind.CHOICE, PARTICIPANT_KINDS),
+                       "name": optional(Kind.SHORT), "relation": optional(Kind.SHORT),
+                       "service_level": optional(Kind.CHOICE, SERVICE_LEVELS)}),
     EventType(E.ParticipantRemoved, "participants",
               lambda e: Message("Participant {who} removed from the plan", {"who": e.participant_id}),
-              command=E.remove_participant),
+              command=E.remove_participant, payload={"participant_id": ID, "reason": optional(Kind.TEXT)}),
     EventType(E.RelativeConsentGiven, "participants",
               lambda e: Message("Consent given for relative {who} to see: {scope} (until {until})",
                                 {"who": e.relative_id, "scope": words(", ".join(e.scope or ())),
                                  "until": when(e.valid_until)}) if e.valid_until
               else Message("Consent given for relative {who} to see: {scope}",
                            {"who": e.relative_id, "scope": words(", ".join(e.scope or ()))}),
-              recorders=STAFF_AND_PATIENT, command=E.give_relative_consent),
+              recorders=STAFF_AND_PATIENT, command=E.give_relative_consent,
+              payload={"relative_id": ID, "scope": required(Kind.CHOICES, CONSENT_SCOPES),
+                       "valid_from": optional(Kind.CONSENT_START, description="Default: when it was given"),
+                       "valid_until": optional(Kind.CONSENT_END, description="In the future, at most 10 years "
+                                                                              "ahead; none: until withdrawn"),
+                       "given_how": optional(Kind.CHOICE, ("oral", "written"), description=(
+                           "How the patient gave it, when a clinician records it (oral or written; required "
+                           "then). A patient recording it needs none."))}),
     EventType(E.RelativeConsentWithdrawn, "participants",
               lambda e: Message("Consent for relative {who} withdrawn", {"who": e.relative_id}),
-              recorders=STAFF_AND_PATIENT, command=E.withdraw_relative_consent),
+              recorders=STAFF_AND_PATIENT, command=E.withdraw_relative_consent, payload={"relative_id": ID}),
     EventType(E.EvaluationScheduled, "evaluations",
               lambda e: Message("Evaluation of the plan scheduled for {at}", {"at": when(e.scheduled_for)}),
-              command=E.schedule_evaluation),
+              command=E.schedule_evaluation,
+              payload={"evaluation_id": ID, "scheduled_for": required(Kind.SCHEDULED)}),
     EventType(E.EvaluationHeld, "evaluations",
               lambda e: Message("Evaluation of the plan held with the patient") if e.patient_took_part
               else Message("Evaluation of the plan held without the patient"),
-              command=E.hold_evaluation),
+              command=E.hold_evaluation,
+              payload={"evaluation_id": ID, "outcome": required(Kind.TEXT), "patient_took_part": required(Kind.BOOL),
+                       "participants": optional(Kind.NAMES)}),
     EventType(E.TriangleMeetingRequested, "meetings", lambda e: Message("Triangle meeting requested"),
-              command=E.request_triangle_meeting),
+              command=E.request_triangle_meeting,
+              payload={"meeting_id": ID, "requested_by": optional(Kind.CHOICE, (*SERVICE_LEVELS, "patient")),
+                       "reason": optional(Kind.TEXT)}),
     EventType(E.TriangleMeetingScheduled, "meetings",
               lambda e: Message("Triangle meeting scheduled for {at} at {place}",
                                 {"at": when(e.scheduled_for), "place": e.place}),
-              command=E.schedule_triangle_meeting),
+              command=E.schedule_triangle_meeting,
+              payload={"meeting_id": ID, "scheduled_for": required(Kind.SCHEDULED), "place": required(Kind.SHORT),
+                       "transport": optional(Kind.SHORT), "companion": optional(Kind.SHORT),
+                       "no_show_strategy": required(Kind.TEXT, description=(
+                           "What to do if the young person does not come, agreed in advance"))}),
     EventType(E.TriangleMeetingHeld, "meetings", lambda e: Message("Triangle meeting held"),
-              command=E.hold_triangle_meeting),
+              command=E.hold_triangle_meeting, payload={"meeting_id": ID, "outcome": optional(Kind.TEXT)}),
     EventType(E.TriangleMeetingMissed, "meetings",
               lambda e: Message("Triangle meeting missed: follow-up as agreed"),
-              command=E.miss_triangle_meeting),
+              command=E.miss_triangle_meeting, payload={"meeting_id": ID, "note": optional(Kind.TEXT)}),
     EventType(E.PlanClosed, ALWAYS, lambda e: Message("Plan closed ({reason})", {"reason": words(e.reason)}),
-              command=E.close, fields={"reason": ALWAYS, "note": RECORD}),
+              command=E.close, fields={"reason": ALWAYS, "note": RECORD},
+              payload={"reason": required(Kind.CHOICE, CLOSE_REASONS), "note": optional(Kind.TEXT)}),
 )
 
 REGISTRY: dict[type[IndividualPlan.Event], EventType] = {t.event: t for t in _TYPES}
