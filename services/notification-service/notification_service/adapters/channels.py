@@ -284,8 +284,9 @@ class SmtpChannel:
                 if talking:
                     try:  # the mail was accepted (or refused) already: a failed QUIT changes nothing
                         smtp.quit()
-                    except (smtplib.SMTPException, OSError):
-                        pass
+                    except (smtplib.SMTPException, OSError) as e:
+                        log.debug("SMTP QUIT failed after the mail was handled",
+                                  extra={"error_type": type(e).__name__})
                 smtp.close()
         log.debug("email delivered")
 
