@@ -167,8 +167,8 @@ def test_the_coordinator_is_told_by_webhook_signed_and_without_plan_content(star
     receiver = WebhookReceiver()
     try:
         plan = start_plan_service()
-        notifications = start_notification_service(
-            PLAN_SERVICE_URL=plan.url, NOTIFICATION_WEBHOOK_URL=receiver.url,
+        notifications = start_notification_service(  # the feed, whatever KAFKA_* the run exports
+            PLAN_SERVICE_URL=plan.url, NOTIFICATION_TRANSPORT="feed", NOTIFICATION_WEBHOOK_URL=receiver.url,
             NOTIFICATION_WEBHOOK_SECRET="e2e-secret", NOTIFICATION_PUBLIC_URL="https://inbox.example")
         stack = Stack(plan.url, notifications, data_dir, "feed", None)
         plan_id = stack.open_plan()

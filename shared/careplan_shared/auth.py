@@ -8,6 +8,7 @@ behind the same ``verify`` call).
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -91,17 +92,27 @@ class DevTokenVerifier:
         return principal_from_claims(claims)
 
 
+# An id in a token is one line of printable text: no control characters, no lone surrogates
+# (it is logged, stored in the access log, compared with ids in plans).
+_NOT_AN_ID = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def _is_id(value: Any) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= 128 and not _NOT_AN_ID.search(value)
+
+
 def principal_from_claims(claims: dict[str, Any], role_claim: str = "role", subject_claim: str = "sub") -> Principal:
     subject, role = claims.get(subject_claim), claims.get(role_claim)
-    if not isinstance(subject, str) or not subject or len(subject) > 128:
+    if not _is_id(subject):
         raise InvalidToken("subject claim missing or invalid")
-    if role not in ROLES:
+    assert isinstance(subject, str)
+    if not isinstance(role, str) or role not in ROLES:
         raise InvalidToken("role claim missing or unknown")
     # Only the EPR's system account acts on behalf of a named clinician; the claim means
     # nothing on anyone else's token (a patient's token must not pass as a clinician's).
     obo = claims.get("on_behalf_of") if role == "integration" else None
-    if obo is not None and (not isinstance(obo, str) or not obo or len(obo) > 128):
-        obo = None
+    if obo is not None and not _is_id(obo):
+        raise InvalidToken("on_behalf_of claim invalid")
     return Principal(subject, role, obo)
 
 

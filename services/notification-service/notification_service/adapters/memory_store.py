@@ -123,6 +123,15 @@ class MemoryTx:
     def postpone_check(self, plan_id: str, until: datetime) -> None:
         self._update("views", plan_id, next_check_at=ts(until))
 
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        before = dict(self.changed)  # tables are replaced, never changed in place, once written
+        try:
+            yield
+        except BaseException:
+            self.changed = {name: dict(rows) for name, rows in before.items()}
+            raise
+
     def views_due(self, now: datetime, limit: int) -> list[str]:
         due = [(row["next_check_at"], plan_id) for plan_id, row in self._read("views").items()
                if row["next_check_at"] is not None and row["next_check_at"] <= ts(now)]

@@ -137,6 +137,18 @@ class Tx:
                 "next_check_at = excluded.next_check_at",
                 (plan_id, version, sealed, ts(next_check)))
 
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """SAVEPOINT on both engines: on PostgreSQL the only way a failed statement does not
+        abort the whole transaction."""
+        self._q("SAVEPOINT careplan_part")
+        try:
+            yield
+        except BaseException:
+            self._q("ROLLBACK TO SAVEPOINT careplan_part")
+            raise
+        self._q("RELEASE SAVEPOINT careplan_part")
+
     def postpone_check(self, plan_id: str, until: datetime) -> None:
         self._q("UPDATE plan_views SET next_check_at = ? WHERE plan_id = ?", (ts(until), plan_id))
 

@@ -38,6 +38,10 @@ class StoreTransaction(Protocol):
 
     def postpone_check(self, plan_id: str, until: datetime) -> None: ...
 
+    def savepoint(self) -> AbstractContextManager[None]:
+        """A part of the transaction undone alone if it raises (the rest goes on)."""
+        ...
+
     def views_due(self, now: datetime, limit: int) -> list[str]:
         """Plan ids whose next check is at or before ``now``, earliest first."""
         ...

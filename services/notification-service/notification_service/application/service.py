@@ -170,7 +170,16 @@ class Notifications:
         try:
             event = _decode(raw)
         except Undecodable as e:
-            return self._dead(tx, source, part, position, None, f"undecodable: {e}", raw, now)
+            outcome = self._dead(tx, source, part, position, None, f"undecodable: {e}", raw, now)
+            where = _plan_and_version(raw)
+            if where is not None:  # its plan moves past it too: its next events are not "out of order"
+                view, _ = self._view(tx, where[0], views)
+                if where[1] > view.version:
+                    skip(view, where[1])
+                    views[where[0]] = view
+                    if save:
+                        self._save_view(tx, view, now)
+            return outcome
         plan_id = str(event.plan_id)
         view, copy = self._view(tx, plan_id, views)
         if is_redelivery(view, event):
@@ -315,7 +324,13 @@ class Notifications:
 
     def _reconcile(self, tx: StoreTransaction, view: PlanView, now: datetime, save: bool = True) -> tuple[int, int]:
         """Make the stored prompts of this plan what the rules want now; save the view."""
-        wanted = {(p.rule, p.subject): p for p in desired_prompts(view, now, self.settings, _rule_failed)}
+        failed: set[str] = set()
+
+        def rule_failed(rule: str, error: Exception) -> None:
+            failed.add(rule)
+            _rule_failed(rule, error)
+
+        wanted = {(p.rule, p.subject): p for p in desired_prompts(view, now, self.settings, rule_failed)}
         existing = {(p.rule, p.subject): p for p in tx.prompts_of_plan(view.plan_id)}
         created = resolved = 0
         for key, spec in wanted.items():
@@ -328,14 +343,18 @@ class Notifications:
                 tx.enqueue_delivery(prompt.id, channel, DeliveryKind.NEW, now)
             created += 1
         for key, prompt in existing.items():
+            if prompt.recipient != view.coordinator_id:
+                # Every prompt of the plan, whatever its status, is the current coordinator's: a
+                # former one no longer reads the plan's wishes and strategy in their inbox.
+                tx.set_recipient(prompt.id, view.coordinator_id)
             if prompt.status != PromptStatus.OPEN:
                 continue
             if key not in wanted:
+                if prompt.rule in failed:
+                    continue  # the rule could not say this time: an open prompt is kept, not resolved
                 tx.resolve_prompt(prompt.id, now)
                 resolved += 1
             else:
-                if prompt.recipient != view.coordinator_id:
-                    tx.set_recipient(prompt.id, view.coordinator_id)
                 if prompt.details != wanted[key].details:  # e.g. a late event filled in the strategy
                     tx.set_details(prompt.id, wanted[key].details)
         if save:
@@ -365,9 +384,10 @@ class Notifications:
     def _tick_one(self, tx: StoreTransaction, plan_id: str, now: datetime) -> None:
         """One plan's turn; a plan whose view cannot be read does not stop the others."""
         try:
-            data = tx.load_view(plan_id)
-            assert data is not None  # views_due lists stored views only
-            self._reconcile(tx, PlanView.from_json(data), now)
+            with tx.savepoint():  # its failure undoes this plan's part only (PostgreSQL too)
+                data = tx.load_view(plan_id)
+                assert data is not None  # views_due lists stored views only
+                self._reconcile(tx, PlanView.from_json(data), now)
         except self._fatal():
             raise
         except Exception as e:  # noqa: BLE001
@@ -415,6 +435,19 @@ def _decode(raw: Any) -> IntegrationEvent:
     if event.plan_version > MAX_PLAN_VERSION:
         raise Undecodable(f"plan_version above {MAX_PLAN_VERSION}")
     return event
+
+
+def _plan_and_version(raw: Any) -> tuple[str, int] | None:
+    """The plan and version an event that does not decode says it belongs to, if it says so
+    readably (a bad payload in a good envelope); None otherwise."""
+    try:
+        data = json.loads(raw) if isinstance(raw, str | bytes) else raw
+        plan_id, version = str(uuid.UUID(str(data["plan_id"]))), data["plan_version"]
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
+        return None
+    if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= MAX_PLAN_VERSION:
+        return None
+    return plan_id, version
 
 
 def _failure(error: Exception) -> str:

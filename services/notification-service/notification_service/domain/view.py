@@ -253,9 +253,12 @@ def _participant_removed(view: PlanView, p: dict[str, Any], e: IntegrationEvent)
     participant_id = p["participant_id"]
     if _claim(view, f"participant:{participant_id}", e):
         view.professionals.pop(participant_id, None)
-    consent = view.consents.get(participant_id)
-    if consent and _claim(view, f"consent:{participant_id}", e):
-        consent["withdrawn"] = True
+    # Claimed even with no consent in the view yet: a consent given before this removal and
+    # applied late (a retried dead letter) must not come back to life.
+    if _claim(view, f"consent:{participant_id}", e):
+        consent = view.consents.get(participant_id)
+        if consent:
+            consent["withdrawn"] = True
 
 
 def _consent_given(view: PlanView, p: dict[str, Any], e: IntegrationEvent) -> None:

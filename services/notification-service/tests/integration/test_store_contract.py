@@ -64,6 +64,21 @@ def test_a_transaction_is_kept_whole_or_not_at_all(store):
         assert tx.position("feed", 0) == 5 and tx.count_prompts() == 0
 
 
+def test_a_savepoint_undoes_its_part_only_and_the_transaction_goes_on(store):
+    """On PostgreSQL a failed statement aborts the whole transaction unless it ran in a savepoint:
+    the clock's turn over many plans relies on this (one plan's failure costs that plan only)."""
+    first = prompt()
+    with store.transaction() as tx:
+        tx.insert_prompt(first)
+        with pytest.raises((DuplicateKey, sqlite3.IntegrityError, psycopg.errors.UniqueViolation)):
+            with tx.savepoint():
+                tx.set_position("feed", 0, 99)
+                tx.insert_prompt(prompt(subject=first.subject))  # the same key: the store refuses it
+        tx.set_position("feed", 0, 7)  # the transaction is still usable
+    with store.transaction() as tx:
+        assert tx.position("feed", 0) == 7 and tx.count_prompts() == 1
+
+
 def test_writes_are_seen_within_their_transaction(store):
     with store.transaction() as tx:
         p = prompt()

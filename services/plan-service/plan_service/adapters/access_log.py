@@ -46,19 +46,22 @@ class AccessLogUnavailable(Exception):
 
 
 class _Waiting:
-    __slots__ = ("entry", "done", "error")
+    __slots__ = ("entry", "done", "error", "taken")
 
     def __init__(self, entry: AccessEntry):
         self.entry = entry
         self.done = threading.Event()
         self.error: str | None = None
+        self.taken = False  # the writer has it: it will be written or fail, it cannot be withdrawn
 
 
 class _GroupWriter:
-    """One writer thread per process: takes everything waiting (up to ``max_batch``), writes it
-    in one transaction, and wakes the waiters. Entries handed to ``keep`` (not waited for) go
-    first in the next write and stay, in order, until a write succeeds (bounded: the oldest are
-    dropped past ``max_kept``, and counted)."""
+    """One writer thread per process: takes every fresh entry waiting (up to ``max_batch``),
+    writes them in one transaction, and wakes their waiters. Entries handed to ``keep`` (not
+    waited for) are written apart, after the fresh ones, and stay, in order, until written: an
+    entry the store refuses on its own while the store otherwise works is dropped and counted,
+    so it can never hold up the rest (bounded: past ``max_kept`` the oldest are dropped, counted).
+    """
 
     def __init__(self, write: Callable[[list[AccessEntry]], None], *, max_pending: int = 10_000,
                  max_batch: int = 1_000, max_kept: int = 100_000, retry_seconds: float = 1.0):
@@ -74,6 +77,7 @@ class _GroupWriter:
         self.failed_writes = 0
         self.dropped = 0
         self.last_error: str | None = None
+        self.writing_since: float | None = None  # a write under way since (monotonic)
 
     def submit(self, entry: AccessEntry) -> _Waiting:
         waiting = _Waiting(entry)
@@ -85,18 +89,31 @@ class _GroupWriter:
             self._cond.notify()
         return waiting
 
+    def withdraw(self, waiting: _Waiting) -> bool:
+        """Take back an entry the writer has not taken yet (True); False: it is being written."""
+        with self._cond:
+            if waiting.taken:
+                return False
+            self._waiting.remove(waiting)
+            return True
+
     def keep(self, entries: list[AccessEntry]) -> None:
         with self._cond:
             self._kept.extend(entries)
-            overflow = len(self._kept) - self.max_kept
-            for _ in range(max(0, overflow)):
-                self._kept.popleft()
-            if overflow > 0:
-                self.dropped += overflow
-                log.error("access-log entries dropped: the store has been down too long",
-                          extra={"count": overflow})
+            self._drop_overflow()
             self._ensure_thread()
             self._cond.notify()
+
+    def _drop_overflow(self) -> None:
+        overflow = len(self._kept) - self.max_kept
+        if overflow > 0:
+            for _ in range(overflow):
+                self._kept.popleft()
+            self._count_dropped(overflow, "the store has been down too long")
+
+    def _count_dropped(self, count: int, why: str) -> None:
+        self.dropped += count
+        log.error(f"access-log entries dropped: {why}", extra={"count": count})
 
     def _ensure_thread(self) -> None:
         if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
@@ -109,42 +126,81 @@ class _GroupWriter:
             with self._cond:
                 while not self._waiting and not self._kept:
                     self._cond.wait()
-                kept = list(self._kept)
                 batch = [self._waiting.popleft() for _ in range(min(len(self._waiting), self.max_batch))]
-            try:
-                self._write(kept + [w.entry for w in batch])
-            except Exception as e:  # noqa: BLE001 - every waiter is told, the failure logged and counted
-                self._failed(e, batch, kept)
-                continue
-            with self._cond:
-                for _ in kept:  # keep() may have added more meanwhile: drop only what was written
-                    self._kept.popleft()
-            self.written += len(kept) + len(batch)
-            self.last_error = None
-            for waiting in batch:
-                waiting.done.set()
+                for waiting in batch:
+                    waiting.taken = True
+            fresh_ok = self._write_fresh(batch) if batch else None
+            if not self._write_kept(fresh_ok):
+                time.sleep(self.retry_seconds)  # the store is down: do not spin on the kept ones
 
-    def _failed(self, error: Exception, batch: list[_Waiting], kept: list[AccessEntry]) -> None:
-        self.failed_writes += 1
-        self.last_error = type(error).__name__
-        log.error("access log write failed", extra={"error_type": self.last_error,
-                                                    "count": len(batch) + len(kept)})
+    def _attempt(self, entries: list[AccessEntry]) -> str | None:
+        """Write; None, or the error's type (logged and counted)."""
+        self.writing_since = time.monotonic()
+        try:
+            self._write(entries)
+        except Exception as e:  # noqa: BLE001 - reported to the waiters, logged and counted
+            self.failed_writes += 1
+            self.last_error = type(e).__name__
+            log.error("access log write failed", extra={"error_type": self.last_error, "count": len(entries)})
+            return self.last_error
+        finally:
+            self.writing_since = None
+        self.written += len(entries)
+        self.last_error = None
+        return None
+
+    def _write_fresh(self, batch: list[_Waiting]) -> bool:
+        error = self._attempt([w.entry for w in batch])
         for waiting in batch:
-            waiting.error = self.last_error
+            waiting.error = error
             waiting.done.set()
-        if kept and not batch:
-            time.sleep(self.retry_seconds)  # only retries are waiting: do not spin
+        return error is None
+
+    def _write_kept(self, store_works: bool | None) -> bool:
+        """Write the kept entries; False when the store seems down (retry later)."""
+        with self._cond:
+            kept = list(self._kept)
+        if not kept:
+            return True
+        if self._attempt(kept) is None:
+            self._forget(kept)
+            return True
+        if not store_works:
+            return False
+        # The store took the fresh entries but not these: find the ones it refuses on their own.
+        refused = 0
+        for entry in kept:
+            if self._attempt([entry]) is not None:
+                refused += 1
+            self._forget([entry])
+        if refused:
+            self._count_dropped(refused, "the store refuses them (e.g. characters it cannot hold)")
+        return True
+
+    def _forget(self, written: list[AccessEntry]) -> None:
+        """Drop what was written from the front of the kept entries (keep() only appends)."""
+        with self._cond:
+            for entry in written:
+                if self._kept and self._kept[0] is entry:
+                    self._kept.popleft()
 
     def status(self) -> dict[str, Any]:
         with self._cond:
             waiting, kept = len(self._waiting), len(self._kept)
+        since = self.writing_since
         return {"written": self.written, "waiting": waiting, "kept_for_retry": kept,
-                "failed_writes": self.failed_writes, "dropped": self.dropped, "last_error": self.last_error}
+                "failed_writes": self.failed_writes, "dropped": self.dropped, "last_error": self.last_error,
+                "write_under_way_seconds": round(time.monotonic() - since, 1) if since is not None else None}
 
 
-def _wait(waiting: _Waiting, timeout: float) -> None:
+def _wait(writer: _GroupWriter, waiting: _Waiting, timeout: float) -> None:
+    """Until the entry is durable. Past ``timeout`` an entry not yet taken is withdrawn (it will
+    not be written behind the caller's back); one being written is waited for to the end (the
+    store's own timeouts bound it), so what the caller answers and what the log says agree."""
     if not waiting.done.wait(timeout):
-        raise AccessLogUnavailable("the access log did not answer in time")
+        if writer.withdraw(waiting):
+            raise AccessLogUnavailable("the access log did not answer in time")
+        waiting.done.wait()
     if waiting.error is not None:
         raise AccessLogUnavailable(f"the access log could not be written ({waiting.error})")
 
@@ -202,7 +258,7 @@ class SQLAccessLog:
 
     def append(self, entry: AccessEntry) -> None:
         """Returns once the entry is durable; AccessLogUnavailable if it cannot be."""
-        _wait(self._writer.submit(entry), self.timeout)
+        _wait(self._writer, self._writer.submit(entry), self.timeout)
 
     def keep(self, entries: list[AccessEntry]) -> None:
         """Write these when the store can take them; do not wait."""
@@ -252,11 +308,11 @@ def sqlite_access_log(path: Path) -> SQLAccessLog:
 def postgres_access_log(conninfo: str, schema: str) -> SQLAccessLog:
     import psycopg
 
-    options = f"-c search_path={schema}" if schema else None
+    # A statement never hangs the writer: past 5 s it fails, and the waiting reads answer 503.
+    options = "-c statement_timeout=5000" + (f" -c search_path={schema}" if schema else "")
 
     def connect():
-        kwargs: dict[str, Any] = {"options": options} if options else {}
-        return psycopg.connect(conninfo, connect_timeout=5, **kwargs)
+        return psycopg.connect(conninfo, connect_timeout=5, options=options)
 
     return SQLAccessLog(connect, "%s")
 

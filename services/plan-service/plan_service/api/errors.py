@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask
+from flask import Flask, g
 from marshmallow import ValidationError
 
 from careplan_shared.problem import problem
@@ -56,6 +56,9 @@ def install(app: Flask) -> None:
             return problem(403, "Forbidden", f"{error.message}. Nothing was stored.",
                            type_=TYPE + "recorder-not-allowed", index=e.index)
         if isinstance(error, OpenPlanExists):
+            # The answer tells the caller the patient has a plan: that is a look at it, logged.
+            if g.get("principal") is not None:
+                g.access_attempt = ("plan.create", str(error.plan_id), g.principal)
             return problem(409, "Conflict", f"{error.message}. Nothing was stored.",
                            type_=TYPE + "open-plan-exists", errors=field_errors, index=e.index,
                            open_plan_id=str(error.plan_id))

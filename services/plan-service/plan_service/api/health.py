@@ -9,6 +9,8 @@ from flask import current_app
 
 from careplan_shared.health import blueprint, probe
 
+STUCK_SECONDS = 10  # an access-log write under way this long: the store is not answering
+
 
 def readiness() -> dict[str, Any]:
     services = current_app.extensions["careplan"]
@@ -16,7 +18,8 @@ def readiness() -> dict[str, Any]:
     checks: dict[str, Any] = {"event_store": "unreachable" if head == "unreachable" else "ok"}
     # No read is shown without its access-log entry: a log that cannot be written means not ready.
     log = services.access_log.status()
-    checks["access_log"] = "unreachable" if log.get("last_error") else "ok"
+    stuck = (log.get("write_under_way_seconds") or 0) > STUCK_SECONDS
+    checks["access_log"] = "unreachable" if log.get("last_error") or stuck else "ok"
     checks["access_log_writer"] = log
     if services.kafka_health is not None:
         checks["kafka"] = "ok" if services.kafka_health.check() else "unreachable"

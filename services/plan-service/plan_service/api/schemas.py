@@ -13,8 +13,9 @@ from plan_service.domain.plan import EARLIEST
 
 # Control characters (C0, DEL, C1) are never stored: they break logs, exports and screens.
 # Free text may hold line breaks and tabs; ids and short values are one line.
-_CONTROL_IN_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
-_CONTROL_IN_LINE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# Lone surrogates are not text at all: no database or encoder can hold them.
+_CONTROL_IN_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+_CONTROL_IN_LINE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 class _Clean(validate.Validator):
@@ -25,7 +26,7 @@ class _Clean(validate.Validator):
 
     def __call__(self, value: str) -> str:
         if self.pattern.search(value):
-            raise ValidationError(f"must not contain control characters ({self.what})")
+            raise ValidationError(f"must not contain control or invalid characters ({self.what})")
         if not value.strip():
             raise ValidationError("must not be blank")
         return value
@@ -343,7 +344,7 @@ class TimelinePage(Schema):
 
 
 class FeedQuery(Schema):
-    after = fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_INT64))
+    after = fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_INT64 - 1))
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
 
 

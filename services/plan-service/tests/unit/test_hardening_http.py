@@ -43,7 +43,7 @@ def test_a_coordinator_cannot_open_a_plan(client, token):
     problem_of(response, 403)
 
 
-def test_a_patient_has_one_open_plan_until_it_is_closed(client, writer, plans, open_plan):
+def test_a_patient_has_one_open_plan_until_it_is_closed(client, writer, token, plans, open_plan):
     first = open_plan(patient_id="pat-one")
     again = client.post("/v1/plans", headers=writer,
                         json={"patient_id": "pat-one", "service_level": "specialist", "age_band": "18-25"})
@@ -54,6 +54,9 @@ def test_a_patient_has_one_open_plan_until_it_is_closed(client, writer, plans, o
     second = client.post("/v1/plans", headers=writer,
                          json={"patient_id": "pat-one", "service_level": "specialist", "age_band": "18-25"})
     assert second.status_code == 201 and second.json["plan_id"] != first
+    # the refused attempt told the caller the plan exists: it is in the patient's access log
+    log = client.get(f"/v1/plans/{first}/access-log", headers=token("patient", "pat-one")).json["items"]
+    assert any(e["action"] == "open_plan" and e["result"] == "rejected" for e in log), log
     # another patient is not held up by it
     assert client.post("/v1/plans", headers=writer, json={
         "patient_id": "pat-two", "service_level": "municipal", "age_band": "18-25"}).status_code == 201
@@ -148,6 +151,38 @@ def test_oversized_integers_are_422_not_500(sqlite_client, tmp_path, path, field
     headers = patient if "access-log" in path else writer
     response = sqlite_client.get(path.format(id=opened.json["plan_id"]), headers=headers)
     assert field in problem_of(response, 422)["errors"]
+
+
+def test_the_last_feed_position_is_refused_not_overflowed(sqlite_client, tmp_path):
+    from careplan_shared.auth import load_or_create_dev_key, mint_token
+
+    key = load_or_create_dev_key(tmp_path / "dev-signing.key")
+    writer = {"Authorization": "Bearer " + mint_token(key, "epr-1", "integration")}
+    response = sqlite_client.get("/v1/feed?after=9223372036854775807", headers=writer)
+    assert "after" in problem_of(response, 422)["errors"]
+
+
+def test_a_lone_surrogate_is_refused_where_json_lets_it_in(client, writer):
+    """The request-schema parser takes JSON escapes such as \\ud800 (orjson would not): they are
+    refused by the fields' validation, not by an encoder deep inside (500)."""
+    body = '{"patient_id": "\\ud800", "service_level": "municipal", "age_band": "18-25"}'
+    response = client.post("/v1/plans", headers=writer, data=body, content_type="application/json")
+    assert "patient_id" in problem_of(response, 422)["errors"]
+
+
+@pytest.mark.parametrize("claims", [{"sub": "clin-\ud800"}, {"on_behalf_of": "clin-\ud800"},
+                                    {"on_behalf_of": "clin\x00-7"}, {"sub": "two\nlines"}])
+def test_ids_in_tokens_are_one_line_of_text(client, config, claims):
+    """Such an id would reach the access log, which no store can write: the token is refused."""
+    import jwt
+
+    from careplan_shared.auth import load_or_create_dev_key, mint_token
+
+    key = load_or_create_dev_key(config.signing_key_file)
+    token = jwt.decode(mint_token(key, "epr-1", "integration", on_behalf_of="clin-7"), options={"verify_signature": False})
+    token.update(claims)
+    response = client.get("/v1/feed", headers={"Authorization": "Bearer " + jwt.encode(token, key, algorithm="HS256")})
+    problem_of(response, 401)
 
 
 @pytest.mark.parametrize("value", ["yes", "1", 1, "on", 0, "off", "true", "false", None])
