@@ -18,14 +18,12 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from careplan_shared.files import load_or_create_secret
+from notification_service.domain.errors import StoreUnreadable
+
+__all__ = ["Cipher", "StoreUnreadable", "decode_key", "load_or_create_key", "new_key", "seal", "unseal"]
 
 PREFIX = "enc:v1:"
 KEY_SIZES = (16, 24, 32)  # AES-128/192/256
-
-
-class StoreUnreadable(RuntimeError):
-    """A stored value cannot be decrypted: the key is wrong or missing. Never the event's fault:
-    processing stops (and is retried) instead of dead-lettering events."""
 
 
 def decode_key(value: str) -> bytes:

@@ -22,7 +22,6 @@ from typing import Any
 
 from careplan_shared.files import private_sqlite
 from notification_service.adapters.crypto import Cipher, StoreUnreadable, seal, unseal
-from notification_service.domain import errors
 from notification_service.domain.dead_letters import DeadLetter, DeadLetterStatus, OpenDeadLetter
 from notification_service.domain.deliveries import DeliveryKind, DeliveryState, DeliveryStatus, DueDelivery
 from notification_service.domain.prompts import Prompt, PromptStatus, Reason
@@ -64,24 +63,12 @@ def from_ts(text: str | None) -> datetime | None:
         return datetime.fromisoformat(_SHORT_YEAR.sub(lambda m: m.group(1).zfill(4) + "-", text))
 
 
-class Unreadable(StoreUnreadable, errors.StoreUnreadable):
-    """A stored value that does not decrypt, as the application knows it (domain.errors), and
-    still crypto's StoreUnreadable for those who catch that."""
-
-
-def _unseal(cipher: Cipher | None, value: str, context: str) -> str:
-    try:
-        return unseal(cipher, value, context)
-    except StoreUnreadable as e:
-        raise Unreadable(str(e)) from None
-
-
 def _prompt(row: tuple, cipher: Cipher | None) -> Prompt:
     data = dict(zip(PROMPT_COLUMNS, row, strict=False))
     for key in ("due_at", "escalate_at", "escalated_at", "created_at", "acknowledged_at", "resolved_at"):
         data[key] = from_ts(data[key])
     data["rule"], data["status"] = Reason(data["rule"]), PromptStatus(data["status"])
-    data["details"] = json.loads(_unseal(cipher, data["details"], _context("prompts", data["id"])))
+    data["details"] = json.loads(unseal(cipher, data["details"], _context("prompts", data["id"])))
     return Prompt(**data)
 
 
@@ -128,7 +115,7 @@ class Tx:
     # plan views
     def load_view(self, plan_id: str) -> dict[str, Any] | None:
         row = self._q(f"SELECT state FROM plan_views WHERE plan_id = ?{self._for_update}", (plan_id,)).fetchone()
-        return json.loads(_unseal(self._cipher, row[0], _context("plan_views", plan_id))) if row else None
+        return json.loads(unseal(self._cipher, row[0], _context("plan_views", plan_id))) if row else None
 
     def save_view(self, plan_id: str, version: int, state: dict[str, Any], next_check: datetime | None) -> None:
         sealed = seal(self._cipher, json.dumps(state), _context("plan_views", plan_id))
@@ -242,7 +229,7 @@ class Tx:
                        "WHERE status = ? ORDER BY source, part, position, created_at LIMIT ?",
                        (str(DeadLetterStatus.OPEN), limit))
         return [OpenDeadLetter(id=i, source=s, part=p, position=pos, event_id=e,
-                               payload=_unseal(self._cipher, payload, _context("dead_letters", i)))
+                               payload=unseal(self._cipher, payload, _context("dead_letters", i)))
                 for i, s, p, pos, e, payload in rows.fetchall()]
 
     def resolve_dead_letter(self, letter_id: str, at: datetime) -> None:

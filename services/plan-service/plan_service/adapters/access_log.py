@@ -227,9 +227,6 @@ class MemoryAccessLog:
         rows = [r for r in rows if before is None or r[0] < before]
         return list(reversed(rows))[:limit]
 
-    def flush(self) -> None:
-        pass
-
 
 class SQLAccessLog:
     """SQLite (a file of its own) or PostgreSQL (a table beside the events)."""
@@ -266,9 +263,6 @@ class SQLAccessLog:
 
     def status(self) -> dict[str, Any]:
         return self._writer.status()
-
-    def flush(self) -> None:
-        """Entries are durable when ``append`` returns; nothing is left to flush."""
 
     def entries(self, plan_id: str, limit: int = 100, before: int | None = None) -> list[tuple[int, AccessEntry]]:
         ph = self._ph

@@ -147,16 +147,10 @@ def request_schema(entry: event_types.EventType) -> type[Schema]:
     """The request schema of a registered event type, built from its payload (named after it:
     the OpenAPI document's component)."""
     attrs: dict[str, Any] = {name: _field(spec) for name, spec in entry.payload.items()}
-    attrs["__doc__"] = f"{entry.name}: {entry.summary(_NOTHING).template}"
+    attrs["__doc__"] = f"A posted {entry.name} event"
     return type(entry.name, (_EventIn,), attrs)
 
 
-class _Nothing:
-    def __getattr__(self, name: str) -> None:
-        return None
-
-
-_NOTHING = _Nothing()
 # One request schema per registered, postable event type (domain/event_types.py).
 EVENT_SCHEMAS: dict[str, Schema] = {
     t.name: request_schema(t)() for t in event_types.BY_NAME.values() if t.command is not None}
