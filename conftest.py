@@ -100,10 +100,27 @@ def kafka_topic(kafka_bootstrap: str) -> Iterator[str]:
     name = f"test.plan-events.{uuid.uuid4().hex[:10]}"
     admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap.split(","), client_id="tests")
     admin.create_topics([NewTopic(name, num_partitions=6, replication_factor=1)])
+    _wait_for_partitions(kafka_bootstrap, name, 6)
     try:
         yield name
     finally:
         _delete_topic(admin, name)
+
+
+def _wait_for_partitions(bootstrap: str, name: str, count: int) -> None:
+    """create_topics returns when the controller has the topic, not when every broker's
+    metadata shows its partitions: a consumer that joins in between is assigned nothing."""
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap.split(","), client_id="tests")
+    try:
+        deadline = time.monotonic() + 30
+        while len(consumer.partitions_for_topic(name)) < count:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"topic {name} has no {count} partitions after 30 s")
+            time.sleep(0.2)
+    finally:
+        consumer.close()
 
 
 def _delete_topic(admin, name: str) -> None:

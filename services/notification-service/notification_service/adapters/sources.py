@@ -38,6 +38,10 @@ class FeedSource:
         self._session.close()
 
 
+class TopicNotReady(RuntimeError):
+    """The topic is missing or its partitions are not known yet; the consumer tries again."""
+
+
 class KafkaSource:
     """A member of the consumer group; offsets come from the store (seek on assignment),
     and are committed to Kafka only so that lag can be monitored."""
@@ -85,6 +89,16 @@ class KafkaSource:
             # seconds, not after the default 5 minutes: until then the group holds no partition
             metadata_max_age_ms=5000,
         )
+        # Join the group only once the topic's partitions are known: a member that joins
+        # before then is assigned nothing, and stays so until the next rebalance.
+        try:
+            partitions = consumer.partitions_for_topic(self.topic)
+        except Exception:
+            consumer.close(autocommit=False)
+            raise
+        if not partitions:
+            consumer.close(autocommit=False)
+            raise TopicNotReady(f"Kafka topic {self.topic!r} does not exist or has no partitions yet")
         self._consumer = consumer
         consumer.subscribe([self.topic], listener=SeekToStored())
         return consumer
