@@ -54,13 +54,13 @@ class ServerProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.command} exited: {self.log_path.read_text()[-2000:]}")
             try:
-                if requests.get(self.url + "/healthz", timeout=1).status_code == 200:
+                if requests.get(self.url + "/healthz", timeout=5).status_code == 200:
                     time.sleep(0.2)
                     if self.proc.poll() is not None:  # someone else answered on our port
                         raise RuntimeError(f"{self.command} exited: {self.log_path.read_text()[-2000:]}")
                     return self
-            except requests.ConnectionError:
-                pass
+            except (requests.ConnectionError, requests.Timeout):
+                pass  # not listening yet, or a worker still booting on a busy machine: ask again
             time.sleep(0.1)
         raise RuntimeError(f"{self.command} not healthy after {timeout}s")
 
