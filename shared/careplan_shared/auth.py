@@ -1,8 +1,8 @@
 """Bearer tokens: who is calling and in which role.
 
-Embedded default: HS256 tokens signed with a random key kept in a file under the data folder
-(created on first run, mode 0600). Both services read the same file, so one token works for
-both. Production verifies OIDC issuers' tokens through JWKS (a later issue plugs it in here
+Embedded default: HS256 tokens (joserfc) signed with a random key kept in a file under the data
+folder (created on first run, mode 0600). Both services read the same file, so one token works
+for both. Production verifies OIDC issuers' tokens through their JWKS (``careplan_shared.oidc``,
 behind the same ``verify`` call).
 """
 
@@ -15,7 +15,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import jwt
+from joserfc import jwk, jwt
+from joserfc.errors import (
+    BadSignatureError,
+    ClaimError,
+    ExpiredTokenError,
+    InvalidKeyCurveError,
+    JoseError,
+    KeyParameterError,
+    MissingClaimError,
+    UnsupportedAlgorithmError,
+    UnsupportedKeyAlgorithmError,
+)
 
 from careplan_shared.files import load_or_create_secret
 
@@ -23,6 +34,8 @@ ROLES = ("integration", "clinician", "coordinator", "patient", "relative")
 WRITER_ROLES = frozenset({"integration", "clinician", "coordinator"})
 DEV_ISSUER = "careplan-dev"
 DEV_AUDIENCE = "careplan"
+DEV_ALGORITHM = "HS256"
+DEV_LEEWAY_SECONDS = 30
 
 
 class InvalidToken(Exception):
@@ -67,29 +80,58 @@ def mint_token(
     }
     if on_behalf_of:
         claims["on_behalf_of"] = on_behalf_of
-    return jwt.encode(claims, key, algorithm="HS256")
+    return jwt.encode({"alg": DEV_ALGORITHM}, claims, jwk.OctKey.import_key(key), algorithms=[DEV_ALGORITHM])
 
 
 class DevTokenVerifier:
     def __init__(self, key: bytes, issuer: str = DEV_ISSUER, audience: str = DEV_AUDIENCE):
-        self._key = key
-        self._issuer = issuer
-        self._audience = audience
+        self._key = jwk.OctKey.import_key(key)
+        self._claims = jwt.JWTClaimsRegistry(
+            leeway=DEV_LEEWAY_SECONDS,
+            iss={"essential": True, "value": issuer},
+            aud={"essential": True, "value": audience},
+            sub={"essential": True},
+            exp={"essential": True},
+        )
 
     def verify(self, token: str) -> Principal:
+        if not isinstance(token, str):
+            raise InvalidToken("malformed token")
+        claims: dict[str, Any] = {}
         try:
-            claims = jwt.decode(
-                token,
-                self._key,
-                algorithms=["HS256"],
-                issuer=self._issuer,
-                audience=self._audience,
-                options={"require": ["sub", "exp", "iss", "aud"]},
-                leeway=30,
-            )
-        except jwt.PyJWTError as e:
-            raise InvalidToken(type(e).__name__) from None
+            claims = jwt.decode(token, self._key, algorithms=[DEV_ALGORITHM]).claims  # the signature only ...
+            self._claims.validate(claims)  # ... then the claims
+        except JoseError as e:
+            raise InvalidToken(token_error_reason(e, claims)) from None
+        except (TypeError, ValueError):  # e.g. not ASCII
+            raise InvalidToken("malformed token") from None
         return principal_from_claims(claims)
+
+
+def token_error_reason(error: JoseError, claims: dict[str, Any] | None = None) -> str:
+    """A short reason for a 401 from a joserfc error, naming no part of the token (only,
+    at most, the name of a registered claim). ``claims``: the verified claims, if it got that far."""
+    if isinstance(error, ExpiredTokenError):
+        return "token expired"
+    if isinstance(error, MissingClaimError):
+        return f"token lacks the {error.claim.replace(',', ', ')} claim"
+    if isinstance(error, ClaimError):
+        if error.claim in ("nbf", "iat") and _is_number((claims or {}).get(error.claim)):
+            return "token not yet valid"  # (or issued in the future): may pass later
+        return {"iss": "wrong issuer", "aud": "wrong audience"}.get(error.claim, f"invalid {error.claim} claim")
+    for kind, reason in (
+        (BadSignatureError, "bad signature"),
+        (UnsupportedAlgorithmError, "algorithm not allowed"),
+        (UnsupportedKeyAlgorithmError, "algorithm does not match the signing key"),
+        ((KeyParameterError, InvalidKeyCurveError), "signing key does not fit the algorithm"),
+    ):
+        if isinstance(error, kind):
+            return reason
+    return "malformed token"
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 # An id in a token is one line of printable text: no control characters, no lone surrogates

@@ -9,6 +9,13 @@ to the dev verifier when no issuer is configured. Every verifier has the same
 every failure - a bad token or an unreachable JWKS endpoint alike - is ``InvalidToken``
 (-> 401, never 500), with a short reason that never quotes the token.
 
+The JOSE work is joserfc's: the JWKS entries become joserfc keys, ``joserfc.jwt.decode``
+verifies the signature (allowed algorithms: this issuer's, asymmetric only; the key must fit
+the algorithm), ``JWTClaimsRegistry`` the claims (``iss``, ``aud``, ``exp`` required; ``nbf``
+and ``iat`` if present; with leeway). What is left here is policy: which algorithms, which
+token type (RFC 9068 access tokens, so an ID token never passes as a bearer token), and the
+keys' fetching and caching.
+
 Signing keys: fetched with ``requests`` (timeout, no redirects, size cap), cached by ``kid``
 for ``cache_seconds``. A token whose ``kid`` is not in the cache (key rotation) triggers a
 refetch, but at most one fetch attempt - successful or not, for whatever reason - happens
@@ -30,11 +37,11 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-import jwt
 import requests
-from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+from joserfc import jwk, jws, jwt
+from joserfc.errors import JoseError
 
-from careplan_shared.auth import DEV_ISSUER, ROLES, InvalidToken, Principal, principal_from_claims
+from careplan_shared.auth import DEV_ISSUER, ROLES, InvalidToken, Principal, principal_from_claims, token_error_reason
 from careplan_shared.config import ConfigError
 
 log = logging.getLogger(__name__)
@@ -45,14 +52,12 @@ ASYMMETRIC_ALGORITHMS = frozenset({
     "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA",
 })
 DEFAULT_ALGORITHMS = ("RS256", "ES256")
+DEFAULT_ACCESS_TOKEN_TYPES = ("at+jwt",)  # RFC 9068; ``None``: any typ, or none
 MAX_TOKEN_CHARS = 16_384
 MAX_JWKS_BYTES = 512 * 1024
+MIN_RSA_BITS = 2048  # joserfc only warns about shorter RSA keys
 _SIGNING_KEY_TYPES = ("RSA", "EC", "OKP")
-_PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | ed448.Ed448PublicKey
-_KEY_CLASSES: dict[str, tuple[type[_PublicKey], ...]] = {  # algorithm family -> public key classes it verifies with
-    "RS": (rsa.RSAPublicKey,), "PS": (rsa.RSAPublicKey,), "ES": (ec.EllipticCurvePublicKey,),
-    "Ed": (ed25519.Ed25519PublicKey, ed448.Ed448PublicKey),
-}
+_MEDIA_TYPE = re.compile(r"[a-z0-9!#$&^_.+-]+(?:/[a-z0-9!#$&^_.+-]+)?")
 
 
 class TokenVerifier(Protocol):
@@ -60,39 +65,13 @@ class TokenVerifier(Protocol):
 
 
 @dataclass(frozen=True)
-class _Key:
-    kid: str
-    algorithm: str | None  # the JWK's "alg", if it names one: then only that algorithm
-    key: Any  # a cryptography public key
-
-
-@dataclass(frozen=True)
 class _KeySet:
-    keys: Mapping[str, _Key]
+    keys: Mapping[str, jwk.Key]  # kid -> public key (joserfc), each a signing key
     fetched_at: float | None  # clock() of the fetch; None: never fetched
 
 
 class _FetchFailed(Exception):
     pass
-
-
-def _reason(error: jwt.PyJWTError) -> str:
-    """A short reason for a 401, naming no part of the token."""
-    for kind, text in (
-        (jwt.ExpiredSignatureError, "token expired"),
-        (jwt.ImmatureSignatureError, "token not yet valid"),
-        (jwt.InvalidAudienceError, "wrong audience"),
-        (jwt.InvalidIssuerError, "wrong issuer"),
-        (jwt.InvalidSignatureError, "bad signature"),
-        (jwt.InvalidAlgorithmError, "algorithm not allowed"),
-        (jwt.InvalidKeyError, "signing key does not fit the algorithm"),
-        (jwt.DecodeError, "malformed token"),
-    ):
-        if isinstance(error, kind):
-            return text
-    if isinstance(error, jwt.MissingRequiredClaimError):
-        return f"token lacks the {error.claim} claim"
-    return type(error).__name__
 
 
 def _check_jwks_url(url: str) -> None:
@@ -119,13 +98,38 @@ def _check_algorithms(algorithms: Sequence[str]) -> tuple[str, ...]:
     return algorithms
 
 
-def _unverified_claims(token: Any) -> dict[str, Any]:
+def _media_type(typ: str) -> str:
+    """A ``typ`` as the media type it names: RFC 7515 4.1.9 lets ``application/`` be left off."""
+    typ = typ.strip().lower()
+    return typ if "/" in typ else f"application/{typ}"
+
+
+def _check_token_types(types: Sequence[str] | None) -> frozenset[str] | None:
+    if types is None:
+        return None
+    if isinstance(types, str) or not types or not all(isinstance(t, str) and _MEDIA_TYPE.fullmatch(_media_type(t)) for t in types):
+        raise ValueError(f"access token types must be a list of media types like at+jwt, or None for any; got {types!r}")
+    return frozenset(_media_type(t) for t in types)
+
+
+def _peek(token: Any, registry: jws.JWSRegistry | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Header and claims of a compact JWS, unverified (joserfc's parser): for choosing the
+    issuer, the key and whether it is worth verifying at all."""
     if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_CHARS:
         raise InvalidToken("malformed token")
     try:
-        return jwt.decode(token, options={"verify_signature": False})
-    except jwt.PyJWTError:
+        obj = jws.extract_compact(token.encode("ascii"), registry=registry)
+        header, claims = obj.headers(), json.loads(obj.payload)
+    except (JoseError, ValueError, TypeError, RecursionError):
         raise InvalidToken("malformed token") from None
+    # A JWT's payload is base64url, never RFC 7797's unencoded content ("b64": false).
+    if not isinstance(header, dict) or not isinstance(claims, dict) or "b64" in header:
+        raise InvalidToken("malformed token")
+    return header, claims
+
+
+def _unverified_claims(token: Any) -> dict[str, Any]:
+    return _peek(token)[1]
 
 
 class JwksTokenVerifier:
@@ -137,8 +141,12 @@ class JwksTokenVerifier:
     flat keys, so long HelseID-style names (``"helseid://claims/identity/pid"``) work as they
     are.
 
+    ``access_token_types``: the JOSE header ``typ`` a token must have (case-insensitive, with
+    or without ``application/``); by default ``at+jwt`` (RFC 9068), so an ID token (``JWT``)
+    is refused. ``None`` turns the check off, for an issuer whose access tokens carry no typ.
+
     ``clock`` drives the key cache and the refetch throttle only; ``exp``, ``nbf`` and ``iat``
-    are checked by PyJWT against the wall clock (PyJWT 2.15 has no clock hook).
+    are checked against the wall clock.
     """
 
     def __init__(
@@ -158,6 +166,7 @@ class JwksTokenVerifier:
         clock: Callable[[], float] = time.time,
         static_role: str | None = None,
         max_stale_seconds: float = 3600,
+        access_token_types: Sequence[str] | None = DEFAULT_ACCESS_TOKEN_TYPES,
     ):
         if not issuer:
             raise ValueError("issuer is required")
@@ -170,6 +179,7 @@ class JwksTokenVerifier:
         self.audience = audience
         self.jwks_url = jwks_url
         self.algorithms = _check_algorithms(algorithms)
+        self.access_token_types = _check_token_types(access_token_types)
         self.role_claim = role_claim
         self.subject_claim = subject_claim
         self.on_behalf_of_claim = on_behalf_of_claim
@@ -179,6 +189,10 @@ class JwksTokenVerifier:
         self.min_refresh_interval = min_refresh_interval
         self.max_stale_seconds = max_stale_seconds
         self.timeout = timeout
+        # joserfc refuses any algorithm not in this list (the check below makes sure of it
+        # before a key is looked up, too). Header parameters it does not know are let through,
+        # as issuers add their own; "crit" ones it does not know are still refused.
+        self._registry = jws.JWSRegistry(algorithms=list(self.algorithms), strict_check_header=False)
         self._own_session = session is None
         self._session = session if session is not None else requests.Session()
         self._clock = clock
@@ -190,41 +204,37 @@ class JwksTokenVerifier:
     # -- verifying -------------------------------------------------------------------------
 
     def verify(self, token: str) -> Principal:
-        if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_CHARS:
-            raise InvalidToken("malformed token")
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError:
-            raise InvalidToken("malformed token") from None
+        header, unverified = _peek(token, self._registry)
         # The allow-list is checked before anything else: "none", HS* (a public key used as
         # an HMAC secret) and anything unexpected never reach a key lookup or a fetch.
         algorithm = header.get("alg")
         if not isinstance(algorithm, str) or algorithm not in self.algorithms:
             raise InvalidToken("algorithm not allowed")
+        if self.access_token_types is not None:
+            typ = header.get("typ")
+            if not isinstance(typ, str) or _media_type(typ) not in self.access_token_types:
+                raise InvalidToken("not an access token")
         kid = header.get("kid")
         if not isinstance(kid, str) or not kid or len(kid) > 256:
             raise InvalidToken("token names no signing key (kid)")
-        if _unverified_claims(token).get("iss") != self.issuer:
+        if unverified.get("iss") != self.issuer:
             raise InvalidToken("wrong issuer")  # someone else's token: not worth a JWKS fetch
         key = self._key(kid)
-        if key.algorithm is not None and key.algorithm != algorithm:
-            raise InvalidToken("algorithm does not match the signing key")
-        # PyJWT 2.15 answers a key object of the wrong family with a TypeError (e.g. an RSA
-        # key for ES256: "Expecting a PEM-formatted key."), not a PyJWTError: check first.
-        if not isinstance(key.key, _KEY_CLASSES[algorithm[:2]]):
+        if isinstance(key, jwk.RSAKey) and key.public_key.key_size < MIN_RSA_BITS:
             raise InvalidToken("signing key does not fit the algorithm")
+        claims: dict[str, Any] = {}
         try:
-            claims = jwt.decode(
-                token,
-                key.key,
-                algorithms=[algorithm],
-                issuer=self.issuer,
-                audience=self.audience,
-                leeway=self.leeway,
-                options={"require": ["exp", "iss", "aud"], "enforce_minimum_key_length": True},
-            )
-        except jwt.PyJWTError as e:
-            raise InvalidToken(_reason(e)) from None
+            # Signature only (the key must suit the algorithm: type, curve, its "alg")...
+            claims = jwt.decode(token, key, registry=self._registry).claims
+            # ... then the claims.
+            jwt.JWTClaimsRegistry(
+                leeway=int(self.leeway),
+                iss={"essential": True, "value": self.issuer},
+                aud={"essential": True, "value": self.audience},
+                exp={"essential": True},
+            ).validate(claims)
+        except JoseError as e:
+            raise InvalidToken(token_error_reason(e, claims)) from None
         except (TypeError, ValueError) as e:  # any other key/algorithm misfit: 401, not 500
             log.warning("token of issuer %s failed verification: %s", self.issuer, type(e).__name__)
             raise InvalidToken("signing key does not fit the algorithm") from None
@@ -244,7 +254,7 @@ class JwksTokenVerifier:
         # A clock that went backwards counts as "expired": better one fetch too many.
         return keyset.fetched_at is not None and 0 <= now - keyset.fetched_at < self.cache_seconds
 
-    def _key(self, kid: str) -> _Key:
+    def _key(self, kid: str) -> jwk.Key:
         keyset = self._keyset
         if self._fresh(keyset, self._clock()) and kid in keyset.keys:
             return keyset.keys[kid]
@@ -273,7 +283,7 @@ class JwksTokenVerifier:
                 raise InvalidToken("signing keys unavailable")
             raise InvalidToken("unknown signing key")
 
-    def _fetch(self) -> dict[str, _Key]:
+    def _fetch(self) -> dict[str, jwk.Key]:
         try:
             with self._session.get(
                 self.jwks_url, timeout=self.timeout, allow_redirects=False, stream=True,
@@ -290,38 +300,37 @@ class JwksTokenVerifier:
             raise _FetchFailed(type(e).__name__) from None
         try:
             document = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise _FetchFailed("not JSON") from None
         entries = document.get("keys") if isinstance(document, dict) else None
         if not isinstance(entries, list):
             raise _FetchFailed('no "keys" array')
-        keys: dict[str, _Key] = {}
+        keys: dict[str, jwk.Key] = {}
         for entry in entries:
-            key = self._parse(entry)
-            if key is not None and key.kid not in keys:
-                keys[key.kid] = key
+            if self._usable(entry) and entry["kid"] not in keys:
+                # One entry at a time, as KeySet.import_key_set would refuse the whole set for
+                # one malformed key (it skips only unknown key types).
+                try:
+                    keys[entry["kid"]] = jwk.import_key(entry)
+                except Exception:  # noqa: BLE001 - whatever a malformed JWK raises: skip that entry
+                    continue
         if not keys:
             raise _FetchFailed("no usable signing key")
         return keys
 
-    def _parse(self, entry: Any) -> _Key | None:
-        """A verification key from one JWK, or None for one this verifier cannot use."""
+    def _usable(self, entry: Any) -> bool:
+        """Whether one JWKS entry is a signing key this verifier may use."""
         if not isinstance(entry, dict):
-            return None
+            return False
         kid, declared = entry.get("kid"), entry.get("alg")
         if not isinstance(kid, str) or not kid:
-            return None
+            return False
         if entry.get("use", "sig") != "sig" or entry.get("kty") not in _SIGNING_KEY_TYPES:
-            return None  # encryption keys; symmetric ("oct") keys are never taken from a JWKS
+            return False  # encryption keys; symmetric ("oct") keys are never taken from a JWKS
         ops = entry.get("key_ops")
         if ops is not None and (not isinstance(ops, list) or "verify" not in ops):
-            return None
-        if declared is not None and declared not in self.algorithms:
-            return None
-        try:
-            return _Key(kid, declared, jwt.PyJWK(entry).key)
-        except jwt.PyJWTError:
-            return None
+            return False
+        return declared is None or declared in self.algorithms
 
     def close(self) -> None:
         if self._own_session:
@@ -364,7 +373,10 @@ OIDC_VARIABLES = (
     "OIDC_ISSUERS", "OIDC_ALLOW_DEV_TOKENS",
     "OIDC_NAME_ISSUER", "OIDC_NAME_AUDIENCE", "OIDC_NAME_JWKS_URL",
     "OIDC_NAME_ROLE_CLAIM", "OIDC_NAME_SUBJECT_CLAIM", "OIDC_NAME_ON_BEHALF_OF_CLAIM",
-    "OIDC_NAME_STATIC_ROLE", "OIDC_NAME_ALGORITHMS",
+    "OIDC_NAME_STATIC_ROLE", "OIDC_NAME_ALGORITHMS", "OIDC_NAME_ACCESS_TOKEN_TYPES",
+    # the pages' login through this issuer (careplan_shared.pages.settings)
+    "OIDC_NAME_CLIENT_ID", "OIDC_NAME_CLIENT_SECRET", "OIDC_NAME_DISCOVERY_URL", "OIDC_NAME_LOGIN_ROLES",
+    "OIDC_NAME_SCOPE", "OIDC_NAME_LABEL",
 )
 """Every variable :func:`verifier_from_env` reads. ``NAME`` is a literal placeholder for each
 name listed in ``OIDC_ISSUERS``, upper-cased: ``OIDC_ISSUERS=helseid,idporten`` makes it read
@@ -381,6 +393,10 @@ name listed in ``OIDC_ISSUERS``, upper-cased: ``OIDC_ISSUERS=helseid,idporten`` 
 ``OIDC_NAME_ON_BEHALF_OF_CLAIM``          claim naming the clinician (default ``on_behalf_of``)
 ``OIDC_NAME_STATIC_ROLE``                 role of every token of this issuer (e.g. ``patient``)
 ``OIDC_NAME_ALGORITHMS``                  comma list of allowed algorithms (default ``RS256,ES256``)
+``OIDC_NAME_ACCESS_TOKEN_TYPES``          comma list of accepted JOSE ``typ`` values (default ``at+jwt``);
+                                          ``any``: no check (for an issuer that sends no typ)
+``OIDC_NAME_CLIENT_ID`` ... ``_LABEL``    the pages' login through this issuer: see
+                                          careplan_shared.pages.settings
 ========================================  =====================================================
 """
 
@@ -460,6 +476,16 @@ def verifier_from_env(env: Mapping[str, str], dev_verifier: TokenVerifier) -> To
             _check_algorithms([a for a in algorithms if a])
         except ValueError as e:
             raise ConfigError(f"{var('ALGORITHMS')}: {e}") from None
+        types = [t.strip() for t in (optional("ACCESS_TOKEN_TYPES", None) or ",".join(DEFAULT_ACCESS_TOKEN_TYPES)).split(",")]
+        access_token_types: list[str] | None = [t for t in types if t]
+        try:
+            if access_token_types and "any" in (t.lower() for t in access_token_types):
+                if len(access_token_types) > 1:
+                    raise ValueError(f"any stands alone, got {types!r}")
+                access_token_types = None
+            _check_token_types(access_token_types)
+        except ValueError as e:
+            raise ConfigError(f"{var('ACCESS_TOKEN_TYPES')}: {e}") from None
         static_role = optional("STATIC_ROLE", None)
         if static_role is not None and static_role not in ROLES:
             raise ConfigError(f"{var('STATIC_ROLE')} must be one of {', '.join(ROLES)}, got {static_role!r}")
@@ -472,6 +498,7 @@ def verifier_from_env(env: Mapping[str, str], dev_verifier: TokenVerifier) -> To
             subject_claim=optional("SUBJECT_CLAIM", "sub") or "sub",
             on_behalf_of_claim=optional("ON_BEHALF_OF_CLAIM", "on_behalf_of") or "on_behalf_of",
             static_role=static_role,
+            access_token_types=access_token_types,
         )
     if allow_dev:
         verifiers[DEV_ISSUER] = dev_verifier

@@ -1,7 +1,7 @@
 """OIDC/JWKS token verification against a real JWKS endpoint on 127.0.0.1.
 
-Keys are generated with ``cryptography``, tokens signed with PyJWT (or built by hand for the
-attacks PyJWT refuses to produce). The endpoint counts its hits, so the tests can see when the
+Keys are generated with ``cryptography``, tokens signed with joserfc (or built by hand for the
+attacks it refuses to produce). The endpoint counts its hits, so the tests can see when the
 verifier fetched. Time for the key cache comes from a fake clock; claim times are real.
 """
 
@@ -18,11 +18,12 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+from joserfc import jwk as joserfc_jwk
+from joserfc import jws, jwt
+from joserfc.registry import HeaderParameter
 
 from careplan_shared.auth import DEV_AUDIENCE, DEV_ISSUER, DevTokenVerifier, InvalidToken, Principal, mint_token
 from careplan_shared.config import ConfigError
@@ -52,10 +53,15 @@ def keys() -> dict[str, Any]:
     }
 
 
+def jose_key(private_key: Any) -> joserfc_jwk.Key:
+    if isinstance(private_key, bytes):
+        return joserfc_jwk.OctKey.import_key(private_key)
+    codec = joserfc_jwk.RSAKey if isinstance(private_key, rsa.RSAPrivateKey) else joserfc_jwk.ECKey
+    return codec.import_key(private_key)
+
+
 def jwk(private_key: Any, kid: str, alg: str | None = None, **extra: Any) -> dict[str, Any]:
-    public = private_key.public_key()
-    codec = RSAAlgorithm if isinstance(public, rsa.RSAPublicKey) else ECAlgorithm
-    data = codec.to_jwk(public, as_dict=True)
+    data: dict[str, Any] = dict(jose_key(private_key).as_dict(private=False))
     data.update({"kid": kid, "use": "sig", **({"alg": alg} if alg else {}), **extra})
     return data
 
@@ -68,8 +74,18 @@ def claims(**overrides: Any) -> dict[str, Any]:
     return {k: v for k, v in base.items() if v is not None}
 
 
-def sign(private_key: Any, kid: str, alg: str = "RS256", **overrides: Any) -> str:
-    return jwt.encode(claims(**overrides), private_key, algorithm=alg, headers={"kid": kid})
+def encode(payload: dict[str, Any], private_key: Any, alg: str = "RS256", **header: Any) -> str:
+    """A JWS signed with ``private_key`` (an RSA or EC key of ``cryptography``, or an HMAC secret),
+    with whatever ``header`` parameters (None: left out), known to joserfc or not."""
+    header = {"alg": alg, **{k: v for k, v in header.items() if v is not None}}
+    anything = HeaderParameter("anything, for a test", lambda value: None)
+    registry = jws.JWSRegistry(header_registry={k: anything for k in header if k != "alg"}, algorithms=[alg])
+    return jwt.encode(header, payload, jose_key(private_key), registry=registry, default_type=None)
+
+
+def sign(private_key: Any, kid: str, alg: str = "RS256", *, typ: str | None = "at+jwt", **overrides: Any) -> str:
+    """An access token (typ at+jwt, RFC 9068) of the issuer HELSEID, with ``claims(**overrides)``."""
+    return encode(claims(**overrides), private_key, alg, kid=kid, typ=typ)
 
 
 def b64(data: bytes) -> str:
@@ -202,17 +218,34 @@ def test_wrong_issuer(verifier, keys, server):
 
 def test_alg_none_is_rejected_before_any_key_lookup(verifier, server):
     for alg in ("none", "None", "NONE"):
-        token = f"{b64json({'alg': alg, 'typ': 'JWT', 'kid': 'rsa-1'})}.{b64json(claims())}."
-        rejects(verifier, token, "algorithm not allowed")
+        for typ, signature in (("JWT", ""), ("at+jwt", ""), ("at+jwt", "c2lnbmF0dXJl")):
+            token = f"{b64json({'alg': alg, 'typ': typ, 'kid': 'rsa-1'})}.{b64json(claims())}.{signature}"
+            rejects(verifier, token, "algorithm not allowed")
+    rejects(verifier, f"{b64json({'typ': 'at+jwt', 'kid': 'rsa-1'})}.{b64json(claims())}.", "malformed token")  # no alg
     assert server.hits == 0
+
+
+def test_the_library_enforces_the_allow_list_too(verifier, server, keys):
+    """Defence in depth: past the check that spares the key lookup, joserfc refuses "none" and
+    HS256 itself (its registry holds this issuer's algorithms, fixed when it was made)."""
+    verifier.algorithms = (*verifier.algorithms, "none", "HS256")
+    none = f"{b64json({'alg': 'none', 'typ': 'at+jwt', 'kid': 'rsa-1'})}.{b64json(claims())}."
+    rejects(verifier, none, "algorithm not allowed")
+    pem = keys["rsa"].public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    signing_input = f"{b64json({'alg': 'HS256', 'typ': 'at+jwt', 'kid': 'rsa-1'})}.{b64json(claims())}"
+    forged = f"{signing_input}.{b64(hmac.new(pem, signing_input.encode(), hashlib.sha256).digest())}"
+    rejects(verifier, forged, "algorithm not allowed")
+    assert server.hits == 1  # these got as far as the key lookup
 
 
 def test_hs256_signed_with_the_public_key_is_rejected(verifier, server, keys):
     """Algorithm confusion: the RSA public key (public, after all) used as an HMAC secret."""
     pem = keys["rsa"].public_key().public_bytes(serialization.Encoding.PEM,
                                                 serialization.PublicFormat.SubjectPublicKeyInfo)
-    for secret in (pem, pem.strip()):
-        signing_input = f"{b64json({'alg': 'HS256', 'typ': 'JWT', 'kid': 'rsa-1'})}.{b64json(claims())}"
+    der = keys["rsa"].public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    as_jwk = json.dumps(jwk(keys["rsa"], "rsa-1", "RS256")).encode()
+    for secret in (pem, pem.strip(), der, as_jwk):
+        signing_input = f"{b64json({'alg': 'HS256', 'typ': 'at+jwt', 'kid': 'rsa-1'})}.{b64json(claims())}"
         signature = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
         rejects(verifier, f"{signing_input}.{b64(signature)}", "algorithm not allowed")
     assert server.hits == 0
@@ -247,6 +280,14 @@ def test_token_alg_must_match_the_keys_alg(make_verifier, server, keys):
     rejects(verifier, sign(keys["ec"], "rsa-plain", "ES256"), "signing key does not fit")
 
 
+def test_ec_token_must_use_the_keys_curve(make_verifier, server, keys):
+    p384 = ec.generate_private_key(ec.SECP384R1())
+    server.serve(jwk(p384, "ec-384"))
+    verifier = make_verifier(algorithms=("ES256", "ES384"))
+    assert verifier.verify(sign(p384, "ec-384", "ES384")).subject == "clin-1"
+    rejects(verifier, sign(keys["ec"], "ec-384", "ES256"), "signing key does not fit")  # a P-256 signature
+
+
 def test_missing_or_unknown_role(verifier, keys):
     rejects(verifier, sign(keys["rsa"], "rsa-1", role=None), "role claim missing or unknown")
     rejects(verifier, sign(keys["rsa"], "rsa-1", role="admin"), "role claim missing or unknown")
@@ -258,12 +299,79 @@ def test_malformed_tokens_are_rejected_without_a_fetch(verifier, server, keys):
     good = sign(keys["rsa"], "rsa-1")
     for token in ("", "abc", "a.b.c", "...", good + "x" * 20_000, good.split(".", 1)[1]):
         rejects(verifier, token, "")
-    rejects(verifier, jwt.encode(claims(), keys["rsa"], algorithm="RS256"), "no signing key")  # no kid
-    rejects(verifier, jwt.encode(claims(), keys["rsa"], algorithm="RS256", headers={"kid": ""}), "no signing key")
+    rejects(verifier, encode(claims(), keys["rsa"], typ="at+jwt"), "no signing key")  # no kid
+    rejects(verifier, encode(claims(), keys["rsa"], typ="at+jwt", kid=""), "no signing key")
     assert server.hits == 0
 
 
-@pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")  # signing with it, here
+def test_payloads_that_are_no_json_object_are_malformed(verifier, server):
+    header = b64json({"alg": "RS256", "typ": "at+jwt", "kid": "rsa-1"})
+    for payload in (b"[1]", b'"text"', b"not json", b"[" * 10_000, b"\xff\xfe"):
+        rejects(verifier, f"{header}.{b64(payload)}.c2ln", "malformed token")
+    for bad_header in (b64(b'["alg"]'), b64(b'"alg"'), b64json({"alg": "RS256", "typ": "at+jwt", "kid": "rsa-1", "b64": False,
+                                                                   "crit": ["b64"]})):
+        rejects(verifier, f"{bad_header}.{b64json(claims())}.c2ln", "malformed token")
+    rejects(verifier, f"{header}.{b64json(claims())}.c2ln\u00e9", "malformed token")
+    assert server.hits == 0
+
+
+def test_header_parameters(verifier, keys):
+    # the issuer's own header parameters pass ...
+    assert verifier.verify(encode(claims(), keys["rsa"], kid="rsa-1", typ="at+jwt", x5t="abc", nonce="n")).subject == "clin-1"
+    # ... but not a critical one that nobody here understands
+    rejects(verifier, encode(claims(), keys["rsa"], kid="rsa-1", typ="at+jwt", crit=["exp"], exp=1), "malformed token")
+
+
+# -- access tokens, not ID tokens (RFC 9068) -----------------------------------------------
+
+def test_an_id_token_is_not_an_access_token(verifier, keys, server):
+    """An ID token is signed by the same issuer with the same keys, and often carries the
+    same audience (the client id): only its typ tells it apart."""
+    rejects(verifier, sign(keys["rsa"], "rsa-1", typ="JWT"), "not an access token")
+    rejects(verifier, sign(keys["rsa"], "rsa-1", typ=None), "not an access token")
+    rejects(verifier, sign(keys["rsa"], "rsa-1", typ="jwt", nonce="n", at_hash="x"), "not an access token")
+    rejects(verifier, sign(keys["rsa"], "rsa-1", typ="application/jwt"), "not an access token")
+    rejects(verifier, sign(keys["rsa"], "rsa-1", typ="at+jwt2"), "not an access token")
+    assert server.hits == 0  # decided before any key lookup
+    rejects(verifier, encode(claims(), keys["rsa"], kid="rsa-1", typ=["at+jwt"]), "not an access token")
+
+
+@pytest.mark.parametrize("typ", ["at+jwt", "AT+JWT", "At+Jwt", "application/at+jwt", "Application/AT+JWT"])
+def test_an_access_token_typ_in_any_spelling_rfc_allows(verifier, keys, typ):
+    assert verifier.verify(sign(keys["rsa"], "rsa-1", typ=typ)).subject == "clin-1"
+
+
+def test_token_type_check_can_be_configured_or_switched_off(make_verifier, server, keys):
+    server.serve(jwk(keys["rsa"], "rsa-1", "RS256"))
+    anything = make_verifier(access_token_types=None)
+    for typ in ("JWT", None, "at+jwt", "whatever"):
+        assert anything.verify(sign(keys["rsa"], "rsa-1", typ=typ)).subject == "clin-1"
+    custom = make_verifier(access_token_types=["application/at+jwt", "vnd.example.access+jwt"])
+    assert custom.verify(sign(keys["rsa"], "rsa-1", typ="at+jwt")).subject == "clin-1"
+    assert custom.verify(sign(keys["rsa"], "rsa-1", typ="application/VND.example.access+jwt")).subject == "clin-1"
+    rejects(custom, sign(keys["rsa"], "rsa-1", typ="JWT"), "not an access token")
+    for bad in ("at+jwt", [], [""], ["at jwt"], ["a/b/c"], [None]):
+        with pytest.raises(ValueError):
+            make_verifier(access_token_types=bad)
+
+
+# -- claims ----------------------------------------------------------------------------------
+
+def test_claims_checked_by_the_library(verifier, keys):
+    now = int(time.time())
+    assert verifier.verify(sign(keys["rsa"], "rsa-1", aud=["other-api", AUDIENCE])).subject == "clin-1"
+    rejects(verifier, sign(keys["rsa"], "rsa-1", aud=["other-api", "third-api"]), "wrong audience")
+    rejects(verifier, sign(keys["rsa"], "rsa-1", aud=""), "wrong audience")
+    rejects(verifier, sign(keys["rsa"], "rsa-1", exp=now - 31), "token expired")  # just past the leeway
+    rejects(verifier, sign(keys["rsa"], "rsa-1", exp=str(now + 300)), "invalid exp claim")
+    rejects(verifier, sign(keys["rsa"], "rsa-1", exp=float("nan")), "invalid exp claim")  # would never expire
+    rejects(verifier, sign(keys["rsa"], "rsa-1", iat=now + 120), "not yet valid")  # issued in the future
+    rejects(verifier, sign(keys["rsa"], "rsa-1", nbf="soon"), "invalid nbf claim")
+    rejects(verifier, sign(keys["rsa"], "rsa-1", exp=None, aud=None), "token lacks the aud, exp claim")
+    rejects(verifier, sign(keys["rsa"], "rsa-1", sub=7), "invalid sub claim")
+
+
+@pytest.mark.filterwarnings("ignore::joserfc.errors.SecurityWarning")  # "Key size should be >= 2048 bits"
 def test_keys_shorter_than_2048_bits_are_refused(make_verifier, server):
     weak = rsa.generate_private_key(public_exponent=65537, key_size=1024)
     server.serve(jwk(weak, "weak", "RS256"))
@@ -276,15 +384,19 @@ def test_unusable_jwks_entries_are_skipped(make_verifier, server, keys):
         jwk(keys["rsa2"], "enc-1", "RSA-OAEP", use="enc"),
         jwk(keys["rsa2"], "no-verify", "RS256", key_ops=["encrypt"]),
         "not a key",
+        {**jwk(keys["rsa2"], "no-modulus", "RS256"), "n": None},
+        {**jwk(keys["rsa2"], "bad-modulus", "RS256"), "n": "!!"},
+        {**jwk(keys["ec"], "bad-curve", "ES256"), "crv": "P-999"},
+        {**jwk(keys["ec"], "no-kid"), "kid": None},
         jwk(keys["rsa"], "rsa-1", "RS256"),
     )
     verifier = make_verifier()
     assert verifier.verify(sign(keys["rsa"], "rsa-1")).role == "clinician"
-    rejects(verifier, sign(keys["rsa2"], "enc-1"), "unknown signing key")
-    rejects(verifier, sign(keys["rsa2"], "no-verify"), "unknown signing key")
+    for kid in ("enc-1", "no-verify", "no-modulus", "bad-modulus"):
+        rejects(verifier, sign(keys["rsa2"], kid), "unknown signing key")
+    rejects(verifier, sign(keys["ec"], "bad-curve", "ES256"), "unknown signing key")
     # an HS256 token naming the JWKS's symmetric key: refused by the allow-list already
-    rejects(verifier, jwt.encode(claims(), b"s" * 32, algorithm="HS256", headers={"kid": "hmac"}),
-            "algorithm not allowed")
+    rejects(verifier, encode(claims(), b"s" * 32, "HS256", kid="hmac", typ="at+jwt"), "algorithm not allowed")
 
 
 # -- key rotation and refetch throttling ---------------------------------------------------
@@ -545,10 +657,31 @@ def test_verifier_from_env_dev_passthrough_and_dev_alongside(server, keys, dev):
         assert both.verify(mint_token(b"k" * 32, "epr-1", "integration", on_behalf_of="clin-7")) == \
             Principal("epr-1", "integration", "clin-7")
         forged_dev = mint_token(b"x" * 32, "epr-1", "coordinator")  # not the dev key
-        rejects(both, forged_dev, "InvalidSignatureError")
+        rejects(both, forged_dev, "bad signature")
     finally:
         both.close()
     assert DEV_AUDIENCE  # the dev verifier keeps its own audience
+
+
+def test_verifier_from_env_access_token_types(server, keys, dev):
+    server.serve(jwk(keys["rsa"], "rsa-1", "RS256"))
+    citizen = {"iss": IDPORTEN, "aud": "careplan-citizen", "pid": "12345678901", "role": None}
+    clinician = {"role": None, "helseid://claims/client/claims/careplan_role": "clinician"}
+    strict = verifier_from_env(oidc_env(server), dev)  # default: at+jwt
+    relaxed = verifier_from_env(oidc_env(server, OIDC_IDPORTEN_ACCESS_TOKEN_TYPES="Any"), dev)
+    custom = verifier_from_env(oidc_env(server, OIDC_HELSEID_ACCESS_TOKEN_TYPES="application/at+jwt, vnd.helseid+jwt"), dev)
+    try:
+        rejects(strict, sign(keys["rsa"], "rsa-1", typ="JWT", **clinician), "not an access token")
+        rejects(strict, sign(keys["rsa"], "rsa-1", typ="JWT", **citizen), "not an access token")
+        assert strict.verify(sign(keys["rsa"], "rsa-1", **citizen)).role == "patient"
+        assert relaxed.verify(sign(keys["rsa"], "rsa-1", typ=None, **citizen)).role == "patient"
+        rejects(relaxed, sign(keys["rsa"], "rsa-1", typ=None, **clinician), "not an access token")  # HelseID: still at+jwt
+        assert custom.verify(sign(keys["rsa"], "rsa-1", typ="vnd.helseid+jwt", **clinician)).subject == "clin-1"
+        assert custom.verify(sign(keys["rsa"], "rsa-1", typ="at+jwt", **clinician)).subject == "clin-1"
+        rejects(custom, sign(keys["rsa"], "rsa-1", typ="JWT", **clinician), "not an access token")
+    finally:
+        for verifier in (strict, relaxed, custom):
+            verifier.close()
 
 
 @pytest.mark.parametrize("missing", ["OIDC_HELSEID_ISSUER", "OIDC_HELSEID_AUDIENCE", "OIDC_IDPORTEN_JWKS_URL"])
@@ -568,6 +701,9 @@ def test_verifier_from_env_names_a_missing_variable(server, dev, missing):
     ("OIDC_ALLOW_DEV_TOKENS", "maybe"),
     ("OIDC_ISSUERS", "helseid,helseid"),
     ("OIDC_ISSUERS", "helse-id"),
+    ("OIDC_HELSEID_ACCESS_TOKEN_TYPES", "at+jwt,any"),
+    ("OIDC_HELSEID_ACCESS_TOKEN_TYPES", "at jwt"),
+    ("OIDC_IDPORTEN_ACCESS_TOKEN_TYPES", ","),
 ])
 def test_verifier_from_env_rejects_bad_values_naming_the_variable(server, dev, variable, value):
     with pytest.raises(ConfigError, match=variable):

@@ -354,7 +354,7 @@ def test_missing_or_invalid_token_is_401(client, open_plan, authorization):
 
 
 def test_expired_and_foreign_tokens_are_401(client, open_plan, config):
-    import jwt
+    from joserfc import jwk, jwt
 
     plan_id = open_plan()
     from careplan_shared.auth import load_or_create_dev_key, mint_token
@@ -362,8 +362,8 @@ def test_expired_and_foreign_tokens_are_401(client, open_plan, config):
     key = load_or_create_dev_key(config.signing_key_file)
     expired = mint_token(key, "c1", "clinician", ttl_seconds=-120)
     foreign = mint_token(b"another key entirely, 32 bytes!!", "c1", "clinician")
-    no_role = jwt.encode({"sub": "c1", "iss": "careplan-dev", "aud": "careplan",
-                          "exp": int(time.time()) + 60}, key, algorithm="HS256")
+    no_role = jwt.encode({"alg": "HS256"}, {"sub": "c1", "iss": "careplan-dev", "aud": "careplan",
+                                            "exp": int(time.time()) + 60}, jwk.OctKey.import_key(key))
     for bad in (expired, foreign, no_role):
         assert_problem(client.get(f"/v1/plans/{plan_id}", headers={"Authorization": f"Bearer {bad}"}), 401)
 
