@@ -11,6 +11,7 @@ from urllib.parse import unquote, urlsplit
 
 from careplan_shared.config import ConfigError
 from careplan_shared.config import env_int as _int
+from careplan_shared.pages.settings import LOGIN_VARIABLES, PagesSettings
 
 PERSISTENCE_CHOICES = ("sqlite", "postgres", "memory")
 RELAY_CHOICES = ("inline", "off")
@@ -22,6 +23,7 @@ VARIABLES = (
     "PLAN_SERVICE_CACHE_SIZE", "PLAN_SERVICE_WORKERS", "PLAN_SERVICE_THREADS", "LOG_LEVEL",
     "KAFKA_BOOTSTRAP_SERVERS", "KAFKA_TOPIC", "PLAN_SERVICE_RELAY",
     "PLAN_SERVICE_ENCRYPTION_KEY", "PLAN_SERVICE_ENCRYPTION_KEY_FILE",
+    *(v for v in LOGIN_VARIABLES if not v.startswith("OIDC_")),  # the pages' sessions (pages/settings.py)
 )
 ENCRYPTION_KEY_SIZES = (16, 24, 32)  # AES-128/192/256 (eventsourcing.cryptography.AESCipher)
 TRUTHY = ("y", "yes", "t", "true", "on", "1")
@@ -100,6 +102,7 @@ class Config:
     threads: int = 8
     log_level: str = "INFO"
     oidc: dict[str, str] = field(default_factory=dict)  # OIDC_* settings: production token issuers
+    pages: PagesSettings | None = None  # sessions and login of the pages; None: the defaults under data_dir
     kafka_bootstrap_servers: str | None = None
     kafka_topic: str = "careplan.plan-events.v1"
     relay: str = "off"
@@ -122,6 +125,10 @@ class Config:
     def embedded_key_file(self) -> Path:
         """Where the embedded default keeps the encryption key it made on first run."""
         return self.sqlite_file.with_name("encryption.key")
+
+    @property
+    def pages_settings(self) -> PagesSettings:
+        return self.pages or PagesSettings.from_env({}, service="plan-service", data_dir=self.data_dir)
 
     @property
     def signing_key_file(self) -> Path:
@@ -157,6 +164,7 @@ class Config:
             threads=_int(env, "PLAN_SERVICE_THREADS", 8, 1, 256),
             log_level=env.get("LOG_LEVEL", "INFO"),
             oidc={k: v for k, v in env.items() if k.startswith("OIDC_")},
+            pages=PagesSettings.from_env(env, service="plan-service", data_dir=Path(env.get("CAREPLAN_DATA_DIR", "var"))),
             kafka_bootstrap_servers=kafka,
             kafka_topic=env.get("KAFKA_TOPIC", "careplan.plan-events.v1"),
             relay=relay,
