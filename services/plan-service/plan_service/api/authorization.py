@@ -46,8 +46,10 @@ class Access:
         return Caller(self.principal.role, self.principal.subject)
 
 
-def authorize(action: str, plan_id: uuid.UUID | None = None) -> Access:
-    principal = authenticate()
+def authorize(action: str, plan_id: uuid.UUID | None = None, principal: Principal | None = None) -> Access:
+    """The policy's answer for this request: the bearer token's caller (API), or ``principal``
+    (the pages: the person signed in to the session). Refused: 403; the attempt is logged."""
+    principal = principal or authenticate()
     caller = Caller(principal.role, principal.subject)
     now = datetime.now(timezone.utc)
     plan = None
@@ -99,6 +101,17 @@ def log_access(response: Any) -> Any:
         if action in READS and status < 400:
             # No read without its entry: show nothing, and log the attempt once the store is back.
             log.keep([replace(entry, result="unavailable", status=503)])
+            if request.blueprint == "pages":  # a page: the HTML error page, with the pages' own headers
+                from flask import make_response
+
+                from careplan_shared.pages import error_page
+
+                page = make_response(error_page(503))
+                for header in ("Content-Security-Policy", "Referrer-Policy"):
+                    if header in response.headers:
+                        page.headers[header] = response.headers[header]
+                page.headers["Retry-After"] = "5"
+                return page
             return problem(503, "Service Unavailable", "The access log cannot be written just now, so "
                            "the plan cannot be shown. Nothing was shown; try again shortly.",
                            type_=TYPE + "access-log-unavailable", headers={"Retry-After": "5"})

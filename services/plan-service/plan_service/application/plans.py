@@ -19,6 +19,7 @@ from plan_service.application.idempotency import IdempotencyRecord
 from plan_service.domain.errors import DomainError, PlanNotFound
 from plan_service.domain.event_types import COMMANDS
 from plan_service.domain.patient_plans import PatientPlans
+from plan_service.domain.person_plans import AS_COORDINATOR, AS_RELATIVE, PersonPlans
 from plan_service.domain.plan import IndividualPlan, event_type
 
 
@@ -32,6 +33,17 @@ class VersionMismatch(Exception):
 
 class ConcurrentWrite(Exception):
     """Another writer changed the plan between our read and our write (-> 409)."""
+
+
+class _IndexConflict(Exception):
+    """The write collided with another on an index (or on the plan: told apart by the caller)."""
+
+    def __init__(self, plan_version: int):
+        super().__init__("concurrent write")
+        self.plan_version = plan_version
+
+
+INDEX_RETRIES = 3
 
 
 class IdempotencyKeyReused(Exception):
@@ -126,12 +138,32 @@ class PlanApplication(Application):
                actor: dict[str, str], expected_version: int | None = None,
                idempotency: Idempotency | None = None, plan: IndividualPlan | None = None) -> Outcome:
         """Append one or more events to a plan, all or none. ``plan``: the plan as just read
-        (e.g. for the access check), to save loading it again; it is copied, never changed."""
+        (e.g. for the access check), to save loading it again; it is copied, never changed.
+
+        The indexes an event changes (PatientPlans on closing, PersonPlans when a relative is
+        added or a coordinator assigned) are saved in the same atomic write. Another plan's
+        write to the same person's index at the same moment is not a conflict of this plan:
+        the write is decided again on the plan as it is (it has not moved), a few times."""
+        for attempt in range(INDEX_RETRIES + 1):
+            try:
+                return self._record_once(plan_id, items, actor=actor, expected_version=expected_version,
+                                         idempotency=idempotency, plan=plan)
+            except _IndexConflict as conflict:
+                if attempt == INDEX_RETRIES or self._load(plan_id, copy=False).version != conflict.plan_version:
+                    raise ConcurrentWrite() from None
+                plan = None  # load it again, with the indexes as they are now
+        raise AssertionError("unreachable")
+
+    def _record_once(self, plan_id: uuid.UUID, items: list[tuple[str, dict[str, Any]]], *,
+                     actor: dict[str, str], expected_version: int | None,
+                     idempotency: Idempotency | None, plan: IndividualPlan | None) -> Outcome:
         if idempotency and (replay := self._replay(idempotency)):
             return replay
         plan = copy.deepcopy(plan) if plan is not None else self._load(plan_id)
         if expected_version is not None and plan.version != expected_version:
             raise VersionMismatch(plan.version)
+        read_version = plan.version
+        coordinator_before = plan.coordinator["coordinator_id"] if plan.coordinator else None
         for index, (type_, fields) in enumerate(items):
             fields = dict(fields)
             meta = {"recorded_by": actor, "occurred_at": fields.pop("occurred_at", None) or self.clock()}
@@ -145,12 +177,54 @@ class PlanApplication(Application):
             if patient_plans is not None and patient_plans.open_plan_id == plan.id:
                 patient_plans.closed(plan.id)
                 others.append(patient_plans)
-        return self._commit(plan, *others, created=False, idempotency=idempotency)
+        others.extend(self._person_plans_changed(plan, coordinator_before))
+        try:
+            return self._commit(plan, *others, created=False, idempotency=idempotency)
+        except ConcurrentWrite:
+            if others:
+                raise _IndexConflict(read_version) from None
+            raise
+
+    def _person_plans_changed(self, plan: IndividualPlan, coordinator_before: str | None) -> list[PersonPlans]:
+        """The PersonPlans indexes the plan's pending events change (relatives added,
+        coordinators assigned or replaced), changed."""
+        changed: dict[str, PersonPlans] = {}
+
+        def index_of(person: str, create: bool) -> PersonPlans | None:
+            found = changed.get(person) or self._person_plans(person)
+            if found is None and create:
+                found = PersonPlans.start(person)
+            return found
+
+        coordinator = coordinator_before
+        for event in plan.pending_events:
+            if isinstance(event, IndividualPlan.CoordinatorAssigned):
+                if coordinator is not None and coordinator != event.coordinator_id:
+                    previous = index_of(coordinator, create=False)
+                    if previous is not None and previous.left(plan.id, AS_COORDINATOR):
+                        changed[coordinator] = previous
+                new = index_of(event.coordinator_id, create=True)
+                assert new is not None  # create=True
+                if new.joined(plan.id, AS_COORDINATOR):
+                    changed[event.coordinator_id] = new
+                coordinator = event.coordinator_id
+            elif isinstance(event, IndividualPlan.ParticipantAdded) and event.kind == AS_RELATIVE:
+                relative = index_of(event.participant_id, create=True)
+                assert relative is not None
+                if relative.joined(plan.id, AS_RELATIVE):
+                    changed[event.participant_id] = relative
+        return list(changed.values())
 
     def _patient_plans(self, patient_id: str) -> PatientPlans | None:
         """The patient's plan index; None for a patient whose plans predate it (or who has none)."""
         try:
             return self.repository.get(PatientPlans.id_for(patient_id))
+        except AggregateNotFoundError:
+            return None
+
+    def _person_plans(self, person_id: str) -> PersonPlans | None:
+        try:
+            return self.repository.get(PersonPlans.id_for(person_id))
         except AggregateNotFoundError:
             return None
 
@@ -192,6 +266,19 @@ class PlanApplication(Application):
         if not isinstance(plan, IndividualPlan):
             raise PlanNotFound(plan_id)
         return plan
+
+    def open_plan_of(self, patient_id: str) -> uuid.UUID | None:
+        """The patient's open plan (the PatientPlans index), if any."""
+        index = self._patient_plans(patient_id)
+        return index.open_plan_id if index is not None else None
+
+    def plans_of(self, person_id: str) -> tuple[list[uuid.UUID], list[uuid.UUID]]:
+        """The plans the person was added to as a relative, and those they coordinate (the
+        PersonPlans index: where they were put; the policy says what they may see now)."""
+        index = self._person_plans(person_id)
+        if index is None:
+            return [], []
+        return index.as_relative(), index.as_coordinator()
 
     def get_plan(self, plan_id: uuid.UUID, as_of: datetime | None = None) -> IndividualPlan:
         """For reading only: the cached plan itself, not a copy (commands go through ``record``)."""
