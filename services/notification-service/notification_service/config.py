@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from careplan_shared.config import ConfigError, env_choice, env_int
+from careplan_shared.pages.settings import LOGIN_VARIABLES, PagesSettings
 from notification_service.adapters.crypto import decode_key
 from notification_service.domain.rules import Settings
 
@@ -19,12 +20,14 @@ VARIABLES = (
     "NOTIFICATION_SERVICE_PERSISTENCE", "NOTIFICATION_SERVICE_SQLITE_PATH", "NOTIFICATION_SERVICE_DATABASE_URL",
     "NOTIFICATION_TRANSPORT", "PLAN_SERVICE_URL", "NOTIFICATION_FEED_TOKEN", "KAFKA_BOOTSTRAP_SERVERS",
     "KAFKA_TOPIC", "NOTIFICATION_KAFKA_GROUP", "NOTIFICATION_TICK_SECONDS", "NOTIFICATION_PUBLIC_URL",
+    "NOTIFICATION_PLAN_PAGES_URL",
     "NOTIFICATION_EVALUATION_INTERVAL_DAYS", "NOTIFICATION_EVALUATION_GRACE_DAYS",
     "NOTIFICATION_WRITTEN_INFO_DAYS", "NOTIFICATION_CONSENT_WARNING_DAYS", "NOTIFICATION_NO_SHOW_GRACE_HOURS",
     "NOTIFICATION_TIMEZONE", "NOTIFICATION_WEBHOOK_URL", "NOTIFICATION_WEBHOOK_SECRET",
     "NOTIFICATION_SMTP_HOST", "NOTIFICATION_SMTP_PORT", "NOTIFICATION_SMTP_SENDER",
     "NOTIFICATION_EMAIL_ADDRESS_TEMPLATE", "NOTIFICATION_WORKER", "LOG_LEVEL",
     "NOTIFICATION_ENCRYPTION_KEY", "NOTIFICATION_ENCRYPTION_KEY_FILE",
+    *(v for v in LOGIN_VARIABLES if not v.startswith("OIDC_")),  # the pages' sessions (pages/settings.py)
 )
 
 
@@ -63,6 +66,7 @@ class Config:
     dev_key_file: Path | None = None
     transport: str = "feed"
     plan_service_url: str = "http://127.0.0.1:8081"
+    plan_pages_url: str | None = None  # base of the inbox's links to a plan's page; None: plan_service_url
     feed_token: str | None = None
     kafka_bootstrap_servers: str | None = None
     kafka_topic: str = "careplan.plan-events.v1"
@@ -79,6 +83,7 @@ class Config:
     worker: bool = True  # consume, tick and dispatch inside the service process
     log_level: str = "INFO"
     oidc: dict[str, str] = field(default_factory=dict)  # OIDC_* settings: production token issuers
+    pages: PagesSettings | None = None  # sessions and login of the pages; None: the defaults under data_dir
     # base64 AES key for the store's plan content; none: a key file made under the data dir.
     encryption_key: str | None = field(default=None, repr=False)
 
@@ -90,6 +95,10 @@ class Config:
     def store_key_file(self) -> Path:
         """The embedded default's store key (0600, in the service's 0700 folder)."""
         return self.data_dir / "notification-service" / "store-encryption.key"
+
+    @property
+    def pages_settings(self) -> PagesSettings:
+        return self.pages or PagesSettings.from_env({}, service="notification-service", data_dir=self.data_dir)
 
     @property
     def signing_key_file(self) -> Path:
@@ -120,6 +129,10 @@ class Config:
             raise ConfigError(f"NOTIFICATION_TIMEZONE {timezone!r} is not a known time zone") from None
         days = lambda name, default: timedelta(days=env_int(env, name, default, 0, 3650))  # noqa: E731
         sqlite_path, key_file = env.get("NOTIFICATION_SERVICE_SQLITE_PATH"), env.get("CAREPLAN_DEV_KEY_FILE")
+        plan_service_url = env.get("PLAN_SERVICE_URL", "http://127.0.0.1:8081")
+        plan_pages_url = (env.get("NOTIFICATION_PLAN_PAGES_URL") or "").strip().rstrip("/") or None
+        if plan_pages_url and (urlsplit(plan_pages_url).scheme not in ("http", "https") or not urlsplit(plan_pages_url).netloc):
+            raise ConfigError("NOTIFICATION_PLAN_PAGES_URL must be an http(s) URL, e.g. https://plan.example.no")
         return cls(
             host=env.get("NOTIFICATION_SERVICE_HOST", "127.0.0.1"),
             port=env_int(env, "NOTIFICATION_SERVICE_PORT", 8082, 0, 65535),
@@ -129,7 +142,8 @@ class Config:
             database_url=database_url,
             dev_key_file=Path(key_file) if key_file else None,
             transport=transport,
-            plan_service_url=env.get("PLAN_SERVICE_URL", "http://127.0.0.1:8081"),
+            plan_service_url=plan_service_url,
+            plan_pages_url=plan_pages_url,
             feed_token=env.get("NOTIFICATION_FEED_TOKEN") or None,
             kafka_bootstrap_servers=kafka,
             kafka_topic=env.get("KAFKA_TOPIC", "careplan.plan-events.v1"),
@@ -153,5 +167,6 @@ class Config:
             worker=env_choice(env, "NOTIFICATION_WORKER", "on", ("on", "off")) == "on",
             log_level=env.get("LOG_LEVEL", "INFO"),
             oidc={k: v for k, v in env.items() if k.startswith("OIDC_")},
+            pages=PagesSettings.from_env(env, service="notification-service", data_dir=Path(env.get("CAREPLAN_DATA_DIR", "var"))),
             encryption_key=encryption_key_from_env(env),
         )

@@ -7,6 +7,7 @@ from flask_smorest import Api
 
 from careplan_shared import logs, openapi, problem, web
 from careplan_shared.authentication import install_auth_failure_limit
+from notification_service import pages
 from notification_service.api import health, prompts
 from notification_service.bootstrap import Services, bootstrap
 from notification_service.config import Config
@@ -32,4 +33,5 @@ def create_app(config: Config | None = None, services: Services | None = None) -
     api.register_blueprint(prompts.blp)
     app.register_blueprint(health.blp)
     web.install_swagger_assets(app)
+    pages.install(app, config)  # after web.install: the pages' own security headers win
     return app
