@@ -24,6 +24,7 @@ valid data (PLAN_RULE_STATUSES).
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 import zlib
 from collections.abc import Callable
@@ -146,7 +147,7 @@ def _plan_document():
     from plan_service.config import Config
     from plan_service.web.app import create_app
 
-    app = _document_only(create_app, Config(data_dir=Path("unused"), persistence="memory"))
+    app = _document_only(create_app, Config(data_dir=Path(tempfile.mkdtemp(prefix="careplan-openapi-")), persistence="memory"))
     return schemathesis.openapi.from_wsgi("/openapi.json", app, config=_config({
         "/v1/plans": PLAN_RULE_STATUSES, "/v1/plans/{plan_id}/events": PLAN_RULE_STATUSES}))
 
@@ -207,7 +208,7 @@ def _notification_document():
     from notification_service.config import Config
     from notification_service.web.app import create_app
 
-    app = _document_only(create_app, Config(data_dir=Path("unused")))
+    app = _document_only(create_app, Config(data_dir=Path(tempfile.mkdtemp(prefix="careplan-openapi-"))))
     return schemathesis.openapi.from_wsgi("/openapi.json", app, config=_config({}))
 
 

@@ -79,7 +79,8 @@ def install(app: Flask, settings: PagesSettings, *, roles: Sequence[str], dev_us
         from careplan_shared.pages.i18n import LANGUAGES, selected_language
 
         return {"principal": current_principal(), "languages": LANGUAGES, "language": selected_language(),
-                "service_nav": app.extensions["careplan_pages"]["nav"](), "here": request.full_path.rstrip("?")}
+                "service_nav": app.extensions["careplan_pages"]["nav"](), "here": request.full_path.rstrip("?"),
+                "development": settings.dev_login}
 
 
 def _secure_over_https(app: Flask) -> None:
