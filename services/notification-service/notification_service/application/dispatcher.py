@@ -68,7 +68,7 @@ class Dispatcher:
         return Message(
             delivery_id=delivery["id"], prompt_id=prompt.id, plan_id=prompt.plan_id,
             recipient=prompt.recipient or "", reason=prompt.rule, due_at=prompt.due_at,
-            link=f"{self.public_url}/v1/prompts/{prompt.id}", escalated=delivery["kind"] == DeliveryKind.ESCALATED)
+            link=f"{self.public_url}/prompts/{prompt.id}", escalated=delivery["kind"] == DeliveryKind.ESCALATED)
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():

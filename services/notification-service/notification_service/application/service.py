@@ -410,6 +410,12 @@ class Notifications:
             raise PromptNotFound(prompt_id)  # another coordinator's prompt does not exist for you
         return prompt
 
+    def plan_view(self, prompt: Prompt) -> PlanView | None:
+        """What this service knows of the prompt's plan (for its page), None if nothing."""
+        with self.store.transaction() as tx:
+            data = tx.load_view(prompt.plan_id)
+        return PlanView.from_json(data) if data is not None else None
+
     def acknowledge(self, prompt_id: str, recipient: str) -> Prompt:
         with self.store.transaction() as tx:
             prompt = tx.prompt(prompt_id)

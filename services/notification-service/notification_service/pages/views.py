@@ -23,7 +23,7 @@ from careplan_shared import pages
 from careplan_shared.vocabulary import InformationTopic
 from notification_service.application.service import ALL, Notifications, PromptClosed, PromptNotFound
 from notification_service.domain.prompts import Prompt, PromptStatus, Reason
-from notification_service.domain.view import MeetingStatus, PlanView
+from notification_service.domain.view import MeetingStatus
 
 bp = pages.blueprint("inbox", __name__, roles=("coordinator",), template_folder="templates",
                      static_folder="static", static_url_path="/assets/inbox")
@@ -233,9 +233,8 @@ def _meeting(notifications: Notifications, prompt: Prompt) -> Meeting:
     time = None
     meeting_id = details.get("meeting_id")
     if isinstance(meeting_id, str):
-        with notifications.store.transaction() as tx:
-            data = tx.load_view(prompt.plan_id)
-        held = PlanView.from_json(data).meetings.get(meeting_id) if data is not None else None
+        view = notifications.plan_view(prompt)
+        held = view.meetings.get(meeting_id) if view is not None else None
         if held is not None and held["status"] == MeetingStatus.MISSED and held.get("times_missed") == times_missed:
             time = held.get("scheduled_for")
     return Meeting(

@@ -52,7 +52,7 @@ def test_a_new_prompt_is_delivered_signed_with_a_link_and_no_plan_content(setup,
     assert verify_signature(SECRET, headers["X-Careplan-Timestamp"], body, headers["X-Careplan-Signature"])
     message = json.loads(body)
     [prompt] = notifications.inbox("k1")
-    assert message["link"] == f"https://careplan.example/v1/prompts/{prompt.id}"
+    assert message["link"] == f"https://careplan.example/prompts/{prompt.id}"
     assert message["reason"] == "no_show_follow_up" and message["plan_id"] == str(s.plan_id)
     assert headers["Idempotency-Key"] == message["delivery_id"]
     assert "Synth" not in body.decode()  # neither the place nor the strategy leaves the service

@@ -139,8 +139,10 @@ def home():
             # consent has nothing shared with them yet; a replaced coordinator: not theirs now.
             ended += principal.role == "relative" and _own_consent(Access(principal, plan, decision.sections)) is not None
             continue
-        shown = present.shown_plan(plan, decision.sections, names=("id", "patient_id", "opened_at", "closed"))
-        item: dict[str, Any] = {"id": plan.id, "label": present.plan_label(shown), "patient_id": shown.get("patient_id"),
+        # A list shows no one's identity: who the patient is shows on the plan's page, whose
+        # every read is in the access log.
+        shown = present.shown_plan(plan, decision.sections, names=("id", "opened_at", "closed"))
+        item: dict[str, Any] = {"id": plan.id, "label": present.plan_label(shown), "patient_id": None,
                                 "closed": present.day(shown["closed"]["at"]) if shown.get("closed") else ""}
         if principal.role == "relative":
             item["consent"] = _consent_line(Access(principal, plan, decision.sections))
