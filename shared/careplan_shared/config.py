@@ -27,3 +27,17 @@ def env_choice(env: Mapping[str, str], name: str, default: str, choices: tuple[s
     if value not in choices:
         raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
     return value
+
+
+_TRUE = ("1", "true", "yes", "on", "y", "t")
+_FALSE = ("", "0", "false", "no", "off", "n", "f")
+
+
+def env_flag(env: Mapping[str, str], name: str) -> bool:
+    """A yes/no setting; unset or empty is no."""
+    value = (env.get(name) or "").strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigError(f"{name} must be true or false, got {env.get(name)!r}")

@@ -42,7 +42,7 @@ from joserfc import jwk, jws, jwt
 from joserfc.errors import JoseError
 
 from careplan_shared.auth import DEV_ISSUER, ROLES, InvalidToken, Principal, principal_from_claims, token_error_reason
-from careplan_shared.config import ConfigError
+from careplan_shared.config import ConfigError, env_flag
 
 log = logging.getLogger(__name__)
 
@@ -401,8 +401,6 @@ name listed in ``OIDC_ISSUERS``, upper-cased: ``OIDC_ISSUERS=helseid,idporten`` 
 """
 
 _NAME = re.compile(r"[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)*")
-_TRUE = ("1", "true", "yes", "on", "y", "t")
-_FALSE = ("", "0", "false", "no", "off", "n", "f")
 
 
 def oidc_variables(names: Sequence[str]) -> tuple[str, ...]:
@@ -425,13 +423,10 @@ def is_oidc_variable(variable: str) -> bool:
     return False
 
 
-def _flag(env: Mapping[str, str], name: str) -> bool:
-    value = (env.get(name) or "").strip().lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise ConfigError(f"{name} must be true or false, got {env.get(name)!r}")
+def dev_tokens_accepted(env: Mapping[str, str]) -> bool:
+    """Whether :func:`verifier_from_env` accepts dev tokens (the pages' development login
+    exists only then)."""
+    return not (env.get("OIDC_ISSUERS") or "").strip() or env_flag(env, "OIDC_ALLOW_DEV_TOKENS")
 
 
 def verifier_from_env(env: Mapping[str, str], dev_verifier: TokenVerifier) -> TokenVerifier:
@@ -448,7 +443,7 @@ def verifier_from_env(env: Mapping[str, str], dev_verifier: TokenVerifier) -> To
             raise ConfigError(f"OIDC_ISSUERS must be a comma list of names like helseid,idporten; got {listed!r}")
     if len(set(names)) != len(names):
         raise ConfigError(f"OIDC_ISSUERS names an issuer twice: {listed!r}")
-    allow_dev = _flag(env, "OIDC_ALLOW_DEV_TOKENS")
+    allow_dev = dev_tokens_accepted(env)
 
     verifiers: dict[str, TokenVerifier] = {}
     for name in names:

@@ -31,7 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from careplan_shared.auth import ROLES
-from careplan_shared.config import ConfigError, env_int
+from careplan_shared.config import ConfigError, env_flag, env_int
+from careplan_shared.oidc import dev_tokens_accepted
 
 # Roles a person may pick at login: each is bound to the person's own identity by the policy
 # (their own plan, a plan whose patient consented to them, a plan they coordinate), so the
@@ -44,8 +45,6 @@ LOGIN_VARIABLES = (
     "OIDC_NAME_CLIENT_ID", "OIDC_NAME_CLIENT_SECRET", "OIDC_NAME_DISCOVERY_URL", "OIDC_NAME_LOGIN_ROLES",
     "OIDC_NAME_SCOPE", "OIDC_NAME_LABEL",
 )
-_TRUE = ("1", "true", "yes", "on", "y", "t")
-_FALSE = ("", "0", "false", "no", "off", "n", "f")
 
 
 @dataclass(frozen=True)
@@ -101,24 +100,10 @@ class PagesSettings:
             secret_key_file=Path(env.get("CAREPLAN_WEB_SECRET_KEY_FILE") or base / "web-secret.key"),
             session_dir=Path(env.get("CAREPLAN_WEB_SESSION_DIR") or base / "sessions"),
             session_minutes=env_int(env, "CAREPLAN_WEB_SESSION_MINUTES", 30, 1, 24 * 60),
-            secure_cookies=_flag(env, "CAREPLAN_WEB_SECURE_COOKIES"),
+            secure_cookies=env_flag(env, "CAREPLAN_WEB_SECURE_COOKIES"),
             dev_login=dev_tokens_accepted(env),
             logins=tuple(_logins(env)),
         )
-
-
-def dev_tokens_accepted(env: Mapping[str, str]) -> bool:
-    """The same rule as careplan_shared.oidc.verifier_from_env."""
-    return not (env.get("OIDC_ISSUERS") or "").strip() or _flag(env, "OIDC_ALLOW_DEV_TOKENS")
-
-
-def _flag(env: Mapping[str, str], name: str) -> bool:
-    value = (env.get(name) or "").strip().lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise ConfigError(f"{name} must be true or false, got {env.get(name)!r}")
 
 
 def _logins(env: Mapping[str, str]):
