@@ -146,6 +146,15 @@ def test_no_dev_login_once_dev_tokens_are_refused(tmp_path):
     assert "http://127.0.0.1:1" in client.get("/login").headers["Content-Security-Policy"]  # logout goes there
 
 
+def test_the_login_page_offers_only_the_roles_these_pages_serve(tmp_path):
+    env = {"OIDC_ISSUERS": "idporten,helseid", "OIDC_IDPORTEN_ISSUER": "http://127.0.0.1:1/op",
+           "OIDC_IDPORTEN_CLIENT_ID": "web", "OIDC_IDPORTEN_LOGIN_ROLES": "patient,coordinator",
+           "OIDC_HELSEID_ISSUER": "http://127.0.0.1:2/op", "OIDC_HELSEID_CLIENT_ID": "web"}
+    html = make_app(tmp_path, env).test_client().get("/login").get_data(as_text=True)
+    assert "/login/idporten?role=patient" in html and "role=coordinator" not in html  # the app serves patient, relative
+    assert 'href="/login/helseid"' in html  # the role comes from the issuer
+
+
 def test_roles_chosen_at_login_are_only_those_bound_to_the_persons_identity(tmp_path):
     env = {"OIDC_ISSUERS": "helseid", "OIDC_HELSEID_ISSUER": "http://127.0.0.1:1/op",
            "OIDC_HELSEID_CLIENT_ID": "careplan-web", "OIDC_HELSEID_LOGIN_ROLES": "coordinator,clinician"}

@@ -45,7 +45,11 @@ def page():
     if current_principal() is not None:
         return redirect(_state()["home"]())
     settings = _settings()
-    return render_template("careplan/login.html", logins=settings.logins,
+    served = _state()["roles"]
+    # one button per issuer, or per role a person chooses there, for the roles these pages serve
+    buttons = [(login, role) for login in settings.logins
+               for role in ([r for r in login.roles if r in served] if login.roles else [None])]
+    return render_template("careplan/login.html", logins=buttons,
                            dev_users=_state()["dev_users"] if settings.dev_login else None,
                            dev_roles=_state()["roles"] if settings.dev_login else ())
 
