@@ -190,5 +190,7 @@ def test_the_embedded_default_keeps_its_files_private(tmp_path, marker):
     assert folder.stat().st_mode & 0o777 == 0o700
     files = sorted(folder.iterdir())
     assert {f.name for f in files} >= {"events.sqlite", "access-log.sqlite", "encryption.key"}
-    assert {f.name: oct(f.stat().st_mode & 0o777) for f in files} == {f.name: "0o600" for f in files}
+    assert {f.name for f in files} >= {"web-secret.key", "sessions"}  # the pages' secret and sessions
+    assert {f.name: oct(f.stat().st_mode & 0o777) for f in files} == {
+        f.name: "0o700" if f.is_dir() else "0o600" for f in files}
     assert (data / "dev-signing.key").stat().st_mode & 0o777 == 0o600
