@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -32,10 +33,31 @@ def wait_for(predicate, timeout: float, interval: float = 0.05) -> bool:
     return predicate()
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port for a test server, below the kernel's ephemeral range (32768-60999 here): a port
+    the kernel hands out (bind to 0) can be taken by any outgoing connection (a Kafka or
+    PostgreSQL client) before the server binds it. Never the same port twice in a run."""
+    low, high = 20000, 32767
+    try:
+        first, _ = (int(x) for x in open("/proc/sys/net/ipv4/ip_local_port_range").read().split())
+        high = min(high, first - 1)
+    except (OSError, ValueError):
+        pass
+    for _ in range(200):
+        port = random.randint(low, high)
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
+    raise RuntimeError(f"no free port in {low}-{high}")
 
 
 class ServerProcess:

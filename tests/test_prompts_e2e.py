@@ -179,7 +179,7 @@ def test_the_coordinator_is_told_by_webhook_signed_and_without_plan_content(star
             time.sleep(0.1)
         headers, body = next((h, b) for h, b in receiver.received if b"no_show_follow_up" in b)
         assert verify_signature(b"e2e-secret", headers["X-Careplan-Timestamp"], body, headers["X-Careplan-Signature"])
-        assert body.decode().count("https://inbox.example/v1/prompts/") == 1
+        assert body.decode().count("https://inbox.example/prompts/") == 1  # the prompt's page
         assert "Kafeen" not in body.decode() and "hjemmebesøk" not in body.decode()
     finally:
         receiver.close()
