@@ -8,10 +8,18 @@ lock the others out. Past the limit it only makes failures cheap and visible: cr
 already failed from that client get 429 (with Retry-After) without being verified again; any
 other token is verified as usual: a valid one passes, an invalid one is counted and gets 429.
 Credentials are remembered as keyed hashes, never in clear; in memory, per process; bounded.
+
+A token whose signature and claims held is verified once: its Principal is kept by a keyed hash
+of the token (``VerifiedTokens``: bounded, least recently used first out, thread-safe) until the
+token's ``exp``, never past it, and at most ``max_age_seconds``; and only while the verifier's
+signing keys are the ones it was verified with (a JWKS refetch, e.g. on rotation, sends every
+token through the verifier again). Nothing is kept for a token that failed.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import math
 import os
@@ -20,7 +28,9 @@ import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping
+from typing import Any
 
+import orjson
 from flask import Flask, current_app, g, request
 from flask_smorest import abort
 
@@ -30,6 +40,7 @@ from careplan_shared.config import env_int
 # Environment variables read by both services (through this module).
 SHARED_VARIABLES = ("CAREPLAN_AUTH_FAILURE_LIMIT", "CAREPLAN_AUTH_FAILURE_WINDOW_SECONDS")
 LIMITER_EXTENSION = "careplan.auth_failures"
+TOKENS_EXTENSION = "careplan.verified_tokens"
 _install_lock = threading.Lock()
 
 # Failures that say nothing lasting about the token: the same token may pass a moment later
@@ -156,6 +167,101 @@ class AuthFailureLimiter:
         return len(self._clients)
 
 
+def _keys_now(verifier: object) -> tuple[object, ...]:
+    """The signing keys ``verifier`` holds now, as objects that are replaced whole when they change:
+    each JWKS verifier's key set (careplan_shared.oidc; one per issuer behind a
+    MultiIssuerVerifier). A verifier with fixed keys (the dev verifier) gives ``()``."""
+    inner = getattr(verifier, "_verifiers", None)
+    if isinstance(inner, Mapping):
+        return tuple(keys for v in inner.values() for keys in _keys_now(v))
+    keyset = getattr(verifier, "_keyset", None)
+    return () if keyset is None else (keyset,)
+
+
+def _same_keys(then: tuple[object, ...], now: tuple[object, ...]) -> bool:
+    # by identity: a key set is never changed in place, only replaced
+    return len(then) == len(now) and all(a is b for a, b in zip(then, now, strict=True))
+
+
+def token_expiry(token: str) -> float | None:
+    """The ``exp`` of a compact JWS's payload, read without verifying anything: call it only for
+    a token its verifier has just accepted (then the payload is the one that was signed)."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        claims = orjson.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (binascii.Error, ValueError):  # orjson.JSONDecodeError is a ValueError
+        return None
+    exp = claims.get("exp") if isinstance(claims, dict) else None
+    if not isinstance(exp, int | float) or isinstance(exp, bool) or not math.isfinite(exp):
+        return None
+    return float(exp)
+
+
+class _Verified:
+    __slots__ = ("principal", "until", "verifier", "keys")
+
+    def __init__(self, principal: Principal, until: float, verifier: object, keys: tuple[object, ...]):
+        self.principal, self.until, self.verifier, self.keys = principal, until, verifier, keys
+
+
+class VerifiedTokens:
+    """Principals of tokens that passed verification, by a keyed hash of the token; thread-safe.
+
+    An entry holds until the token's ``exp`` (no leeway: past it the token goes through the
+    verifier again, which refuses it once its leeway is over too) and at most ``max_age_seconds``
+    after the verification, for the verifier that verified it and while that verifier's signing
+    keys are unchanged. At most ``max_entries`` (the least recently used leave first).
+    ``clock``: wall-clock seconds, as ``exp`` is; ``time.time`` looked up at each call.
+    """
+
+    def __init__(self, max_entries: int = 10_000, max_age_seconds: float = 300.0,
+                 clock: Callable[[], float] | None = None):
+        self.max_entries, self.max_age = max_entries, float(max_age_seconds)
+        self._clock = clock
+        self._entries: OrderedDict[bytes, _Verified] = OrderedDict()
+        self._lock = threading.Lock()
+        self._key = secrets.token_bytes(32)  # the hashes mean nothing outside this process
+
+    def _now(self) -> float:
+        return self._clock() if self._clock is not None else time.time()
+
+    def _hash(self, token: str) -> bytes:
+        return hashlib.blake2b(token.encode("utf-8", "surrogatepass"), key=self._key, digest_size=32).digest()
+
+    def verify(self, verifier: Any, token: str) -> Principal:
+        """``verifier.verify(token)``, or its Principal from a verification that still holds.
+        Raises what the verifier raises (InvalidToken); a failure is never kept."""
+        if self.max_entries <= 0:
+            return verifier.verify(token)
+        digest = self._hash(token)
+        keys = _keys_now(verifier)
+        with self._lock:
+            entry = self._entries.get(digest)
+            if entry is not None:
+                now = self._now()
+                if entry.verifier is verifier and _same_keys(entry.keys, keys) and now < entry.until:
+                    self._entries.move_to_end(digest)
+                    return entry.principal
+                del self._entries[digest]
+        principal = verifier.verify(token)
+        expires = token_expiry(token)
+        if expires is not None:
+            now = self._now()
+            until = min(expires, now + self.max_age)
+            if now < until:
+                with self._lock:
+                    self._entries[digest] = _Verified(principal, until, verifier, keys)
+                    self._entries.move_to_end(digest)
+                    while len(self._entries) > self.max_entries:
+                        self._entries.popitem(last=False)
+        return principal
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
 def install_auth_failure_limit(app: Flask, limiter: AuthFailureLimiter | None = None) -> AuthFailureLimiter:
     """Give ``app`` its limiter (from CAREPLAN_AUTH_FAILURE_* unless given). Call it in
     create_app() to read the settings at start-up; otherwise the first request does."""
@@ -174,6 +280,24 @@ def _limiter() -> AuthFailureLimiter:
             if limiter is None:
                 limiter = install_auth_failure_limit(app)
     return limiter
+
+
+def install_verified_tokens(app: Flask, tokens: VerifiedTokens | None = None) -> VerifiedTokens:
+    """Give ``app`` its cache of verified tokens (otherwise the first request makes one)."""
+    tokens = tokens if tokens is not None else VerifiedTokens()
+    app.extensions[TOKENS_EXTENSION] = tokens
+    return tokens
+
+
+def _verified_tokens() -> VerifiedTokens:
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    tokens = app.extensions.get(TOKENS_EXTENSION)
+    if tokens is None:
+        with _install_lock:
+            tokens = app.extensions.get(TOKENS_EXTENSION)
+            if tokens is None:
+                tokens = install_verified_tokens(app)
+    return tokens
 
 
 def _too_many(retry_after: int):
@@ -195,7 +319,7 @@ def authenticate() -> Principal:
         _too_many(retry_after)
     try:
         token = bearer_token(authorization)
-        principal = current_app.extensions["careplan"].verifier.verify(token)
+        principal = _verified_tokens().verify(current_app.extensions["careplan"].verifier, token)
     except InvalidToken as e:
         retry_after = limiter.failed(client, None if str(e) in MAY_PASS_LATER else fingerprint)
         if retry_after is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import sys
 import time
 import uuid
@@ -23,24 +24,43 @@ SAFE_KEYS = (
 )
 
 
+# json.dumps(entry, ensure_ascii=False) makes a new encoder for every call; this one is made once.
+_ENCODER = json.JSONEncoder(ensure_ascii=False)
+
+
 class JsonFormatter(logging.Formatter):
     def __init__(self, service: str):
         super().__init__()
         self.service = service
+        self._second: tuple[int, str] = (-1, "")  # the last second formatted (a request log writes many a second)
+
+    def _timestamp(self, created: float) -> str:
+        """``datetime.fromtimestamp(created, timezone.utc).isoformat(timespec="milliseconds")``,
+        with the date and time of day formatted once a second."""
+        fraction, whole = math.modf(created)  # as datetime rounds it: microseconds, half to even
+        microsecond = round(fraction * 1e6)
+        second = int(whole) + (microsecond >= 1_000_000)
+        millisecond = (microsecond % 1_000_000) // 1000
+        cached = self._second  # one read: another thread may replace it, never half
+        if cached[0] != second:
+            cached = (second, datetime.fromtimestamp(second, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"))
+            self._second = cached
+        return f"{cached[1]}.{millisecond:03d}+00:00"
 
     def format(self, record: logging.LogRecord) -> str:
         entry = {
-            "ts": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+            "ts": self._timestamp(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "service": self.service,
             "msg": record.getMessage(),
         }
+        fields = record.__dict__
         for key in SAFE_KEYS:
-            value = record.__dict__.get(key)
+            value = fields.get(key)
             if value is not None:
                 entry[key] = value
-        return json.dumps(entry, ensure_ascii=False)
+        return _ENCODER.encode(entry)
 
 
 # Libraries whose own messages can carry what passes through them (kafka-python logs whole
@@ -105,19 +125,22 @@ def install_request_logging(app: Flask) -> None:
 
     @app.after_request
     def _finish(response):
-        started = g.get("started")
+        state, req = g._get_current_object(), request._get_current_object()  # type: ignore[attr-defined]  # each proxy once
+        started = state.get("started")
         duration = (time.perf_counter() - started) * 1000 if started else None
-        principal = g.get("principal")
-        log.info(
-            "request",
-            extra={
-                "request_id": g.get("request_id"),
-                "method": request.method,
-                "route": _route(),
-                "status": response.status_code,
-                "duration_ms": round(duration, 2) if duration is not None else None,
-                "role": principal.role if principal else None,
-            },
-        )
-        response.headers["X-Request-Id"] = g.get("request_id", "")
+        principal = state.get("principal")
+        request_id = state.get("request_id")
+        if log.isEnabledFor(logging.INFO):
+            log.info(
+                "request",
+                extra={
+                    "request_id": request_id,
+                    "method": req.method,
+                    "route": req.url_rule.rule if req.url_rule else "(no route)",
+                    "status": response.status_code,
+                    "duration_ms": round(duration, 2) if duration is not None else None,
+                    "role": principal.role if principal else None,
+                },
+            )
+        response.headers["X-Request-Id"] = request_id or ""
         return response

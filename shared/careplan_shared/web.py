@@ -5,21 +5,36 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
-from typing import Any
+from typing import Any, cast
 
 import orjson
-from flask import Flask, Response, request, send_from_directory
+from flask import Flask, Response, current_app, request, send_from_directory
 from flask.json.provider import JSONProvider
+
+JSON_OPTIONS = orjson.OPT_NON_STR_KEYS
 
 
 class OrjsonProvider(JSONProvider):
     """ISO 8601 dates and datetimes, UUIDs as strings, and a lot faster than json."""
 
     def dumps(self, obj: Any, **kwargs: Any) -> str:
-        return orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS).decode()
+        return orjson.dumps(obj, option=JSON_OPTIONS).decode()
 
     def loads(self, s: str | bytes, **kwargs: Any) -> Any:
         return orjson.loads(s)
+
+    def response(self, *args: Any, **kwargs: Any) -> Response:
+        """jsonify(): the bytes orjson makes, as they are (not decoded to str and encoded again)."""
+        body = orjson.dumps(self._prepare_response_obj(args, kwargs), option=JSON_OPTIONS)
+        return cast(Response, self._app.response_class(body, mimetype="application/json"))  # type: ignore[arg-type]
+
+
+def json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """A ready application/json response, serialised once by orjson (as jsonify would, the same
+    bytes): for a view whose body is already in its documented shape, so flask-smorest's
+    ``@blp.response`` passes it on without dumping it through the schema again."""
+    return current_app.response_class(orjson.dumps(obj, option=JSON_OPTIONS), status=status, headers=headers,
+                                      mimetype="application/json")
 
 
 # The API answers JSON only: it loads nothing and may be framed by no one.
@@ -35,6 +50,9 @@ SECURITY_HEADERS = {
     "Content-Security-Policy": API_CSP,
     "Strict-Transport-Security": "max-age=31536000",
 }
+
+SECURITY_HEADER_NAMES = {name.lower(): name for name in SECURITY_HEADERS}
+_SECURITY_HEADERS_LOWER = tuple((name.lower(), value) for name, value in SECURITY_HEADERS.items())
 
 SWAGGER_UI_ENDPOINT = "openapi_swagger_ui"  # flask-smorest's view (in blueprint "api-docs")
 _INLINE_SCRIPT = re.compile(rb"<script>(.*?)</script>", re.DOTALL)
@@ -60,8 +78,12 @@ def install(app: Flask) -> None:
         endpoint = request.endpoint or ""
         if endpoint.rpartition(".")[2] == SWAGGER_UI_ENDPOINT and not response.direct_passthrough:
             response.headers["Content-Security-Policy"] = docs_csp(response.get_data())
-        for name, value in SECURITY_HEADERS.items():
-            response.headers.setdefault(name, value)
+        # setdefault() each, without its cost: werkzeug answers a missing name with an exception
+        headers = response.headers
+        present = {name.lower() for name, _ in headers}
+        for name, value in _SECURITY_HEADERS_LOWER:
+            if name not in present:
+                headers.add(SECURITY_HEADER_NAMES[name], value)
         return response
 
 

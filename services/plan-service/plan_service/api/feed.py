@@ -9,6 +9,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from careplan_shared.events import encode_event
+from careplan_shared.web import json_response
 from plan_service.api import schemas
 from plan_service.api.authorization import Access, requires
 
@@ -25,4 +26,5 @@ class Feed(MethodView):
     def get(self, args: dict[str, Any], access: Access):
         """Events after position `after`, at most `limit`; poll again with the last position seen"""
         events, last = current_app.extensions["careplan"].plans.feed(args["after"], args["limit"])
-        return {"items": [encode_event(e) for e in events], "last_position": last}
+        # encode_event gives each item in its JSON form: schemas.FeedPage would only copy them
+        return json_response({"items": [encode_event(e) for e in events], "last_position": last})

@@ -8,10 +8,12 @@ import uuid
 from typing import Any
 
 import orjson
-from flask import current_app, make_response, request, url_for
+from flask import Response, current_app, make_response, request
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
+from marshmallow import fields
 
+from careplan_shared.web import json_response
 from plan_service.api import schemas, views
 from plan_service.api.authorization import Access, requires
 from plan_service.application import projection
@@ -88,15 +90,30 @@ def _expected_version() -> int | None:
     return int(match.group(1))
 
 
-def _write_response(outcome: Outcome) -> tuple[dict[str, Any], int, dict[str, str]]:
-    headers = {
-        "ETag": f'"{outcome.version}"',
-        "Location": url_for("plans.Plan", plan_id=outcome.plan_id),
-    }
+def _plan_url(plan_id: uuid.UUID) -> str:
+    """url_for("plans.Plan", plan_id=...), without building it through the URL map."""
+    return f"{request.script_root}{blp.url_prefix}/{plan_id}"
+
+
+_EVENT_REF = tuple(schemas.EventRef().fields)  # version, type, event_id
+
+
+def _write_response(outcome: Outcome) -> Response:
+    """201 with schemas.WriteResult's fields, serialised once (outcome.events are event refs
+    already in their JSON form: version, type, event_id)."""
+    headers = {"ETag": f'"{outcome.version}"', "Location": _plan_url(outcome.plan_id)}
     if outcome.replayed:
         headers["Idempotent-Replayed"] = "true"
-    body = {"plan_id": outcome.plan_id, "version": outcome.version, "events": outcome.events}
-    return body, 201, headers
+    body = {"plan_id": str(outcome.plan_id), "version": outcome.version,
+            "events": [{k: e[k] for k in _EVENT_REF if k in e} for e in outcome.events]}
+    return json_response(body, 201, headers)
+
+
+@functools.lru_cache(maxsize=64)
+def _plan_out(only: tuple[str, ...] | None) -> schemas.PlanOut:
+    """One PlanOut per set of fields shown (a few: by the sections of the policy), made once:
+    making a schema costs more than dumping a plan with it. Dumping keeps no state in it."""
+    return schemas.PlanOut(only=only)
 
 
 @blp.route("")
@@ -125,7 +142,7 @@ class Plan(MethodView):
         sections their current consent covers)"""
         plan = _plans().get_plan(plan_id, as_of=args["as_of"]) if args["as_of"] else access.plan
         assert plan is not None  # the route names a plan, so requires() loaded it
-        body = schemas.PlanOut(only=projection.plan_fields(access.sections)).dump(plan)
+        body = _plan_out(projection.plan_fields(access.sections)).dump(plan)
         # a Response passes flask-smorest's dumping untouched: the fields are already chosen
         return make_response(body, 200, {"ETag": f'"{plan.version}"'})
 
@@ -176,8 +193,9 @@ class Timeline(MethodView):
         """What happened in the plan, newest first, one page at a time"""
         events, next_before = _plans().timeline(plan_id, before=args["before"], limit=args["limit"],
                                                 visible=projection.event_filter(access.sections))
-        return {"plan_id": plan_id, "items": [timeline_view.entry(e, access.sections) for e in events],
-                "next_before": next_before}
+        return json_response({"plan_id": str(plan_id),
+                              "items": [_timeline_item(timeline_view.entry(e, access.sections)) for e in events],
+                              "next_before": next_before})
 
 
 @blp.route("/<uuid:plan_id>/access-log")
@@ -193,8 +211,24 @@ class AccessLog(MethodView):
         rows = log.entries(str(plan_id), limit=args["limit"] + 1, before=args["before"])
         more = len(rows) > args["limit"]
         rows = rows[: args["limit"]]
-        return {"plan_id": plan_id, "items": [views.access_entry(i, e) for i, e in rows],
-                "next_before": rows[-1][0] if more and rows else None}
+        # views.access_entry gives schemas.AccessEntryOut's fields, in their JSON form
+        return json_response({"plan_id": str(plan_id), "items": [views.access_entry(i, e) for i, e in rows],
+                              "next_before": rows[-1][0] if more and rows else None})
+
+
+# schemas.TimelineEntry's fields in its order, and which are times (dumped with isoformat())
+_TIMELINE_FIELDS = tuple((name, isinstance(field, fields.DateTime))
+                         for name, field in schemas.TimelineEntry().fields.items())
+
+
+def _timeline_item(entry: dict[str, Any]) -> dict[str, Any]:
+    """A timeline entry as schemas.TimelineEntry dumps it, without the schema: its fields in its
+    order, a field the entry lacks left out, times as isoformat(); the rest is already JSON."""
+    return {name: (value.isoformat() if is_time and value is not None else value)
+            for name, is_time in _TIMELINE_FIELDS if (value := entry.get(name, _ABSENT)) is not _ABSENT}
+
+
+_ABSENT = object()
 
 
 def register_event_schemas(spec: Any) -> None:

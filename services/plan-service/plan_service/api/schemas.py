@@ -6,7 +6,7 @@ import re
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
-from marshmallow import Schema, ValidationError, fields, pre_dump, validate
+from marshmallow import RAISE, Schema, ValidationError, fields, missing, pre_dump, validate
 
 from plan_service.domain import event_types, values
 from plan_service.domain.plan import EARLIEST
@@ -157,6 +157,86 @@ EVENT_SCHEMAS: dict[str, Schema] = {
 MAX_EVENTS_PER_REQUEST = 100
 
 
+class _NotCertain(Exception):
+    """The fast path cannot vouch for this input: marshmallow decides (and words the errors)."""
+
+
+class FastLoad:
+    """``schema.load(data)`` for the common case at a fraction of marshmallow's cost, with the
+    schema's own fields and validators: nothing is defined twice.
+
+    It answers only what it is sure of. A plain ``str`` field (``fields.String``) or a
+    ``StrictBoolean`` is checked here by its type and then by the very validator objects
+    marshmallow would call; any other field goes through that field's own ``deserialize``.
+    Whatever does not pass, or is unusual (an unknown key, null where it is not allowed, a
+    missing required field, a str subclass), raises ``_NotCertain``, and the caller loads the
+    item with marshmallow, which then gives the result or the field-level errors as always. So
+    for any input the outcome is marshmallow's; only the time differs (tested by property).
+    """
+
+    _PLAIN, _BOOL, _FIELD = 0, 1, 2
+
+    def __init__(self, schema: Schema):
+        fast: list[tuple[str, fields.Field, int, tuple[Any, ...]]] = []
+        for name, field in schema.load_fields.items():
+            if field.data_key is not None or field.attribute is not None:
+                raise ValueError(f"{name}: data_key/attribute not handled by the fast path")
+            kind = self._FIELD  # marshmallow's own deserialize
+            if not (field.pre_load or field.post_load):
+                if type(field) is fields.String:
+                    kind = self._PLAIN
+                elif type(field) is StrictBoolean:
+                    kind = self._BOOL
+            fast.append((name, field, kind, tuple(field.validators)))
+        if any(schema._hooks.values()) or schema.unknown != RAISE or schema.dict_class is not dict:
+            raise ValueError(f"{type(schema).__name__}: hooks or options the fast path does not handle")
+        self._fields = tuple(fast)
+        self._names = frozenset(name for name, *_ in fast)
+
+    def __call__(self, data: dict[str, Any]) -> dict[str, Any]:
+        if not self._names.issuperset(data):
+            raise _NotCertain  # unknown keys
+        out: dict[str, Any] = {}
+        for name, field, kind, validators in self._fields:
+            value = data.get(name, missing)
+            if kind == self._FIELD:
+                try:
+                    value = field.deserialize(value, name, data)
+                except ValidationError:
+                    raise _NotCertain from None
+                if value is not missing:
+                    out[name] = value
+                continue
+            # fields.String and StrictBoolean as Field.deserialize treats them (neither overrides it)
+            if value is missing:
+                if field.required:
+                    raise _NotCertain
+                default = field.load_default
+                if default is not missing:
+                    out[name] = default() if callable(default) else default
+                continue
+            if value is None:
+                if not field.allow_none:
+                    raise _NotCertain
+                out[name] = None
+                continue
+            if kind == self._PLAIN:
+                if type(value) is not str:
+                    raise _NotCertain
+            elif value is not True and value is not False:
+                raise _NotCertain
+            for validator in validators:  # as marshmallow's And: each one, its return value unused
+                try:
+                    validator(value)
+                except ValidationError:
+                    raise _NotCertain from None
+            out[name] = value
+        return out
+
+
+_FAST_LOADS: dict[str, FastLoad] = {name: FastLoad(schema) for name, schema in EVENT_SCHEMAS.items()}
+
+
 def load_events(body: Any) -> list[tuple[str, dict[str, Any]]]:
     """One event object or a list of them -> [(type, fields)]; ValidationError names fields.
 
@@ -193,7 +273,10 @@ def _load_one(item: Any) -> tuple[str, dict[str, Any]]:
                 else "one of " + ", ".join(EVENT_SCHEMAS))
         raise ValidationError({"type": [f"unknown event type; {hint}"]})
     assert isinstance(type_, str)  # a schema was found, so type_ is a str
-    fields_ = schema.load(item)
+    try:
+        fields_ = _FAST_LOADS[type_](item)
+    except _NotCertain:
+        fields_ = schema.load(item)
     fields_.pop("type")
     return type_, fields_
 
