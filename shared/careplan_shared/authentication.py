@@ -271,15 +271,20 @@ def install_auth_failure_limit(app: Flask, limiter: AuthFailureLimiter | None = 
     return limiter
 
 
-def _limiter() -> AuthFailureLimiter:
+def _installed(name: str, install: Callable[[Flask], Any]) -> Any:
+    """The app's extension ``name``, installed once on first use (racing threads agree)."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    limiter = app.extensions.get(LIMITER_EXTENSION)
-    if limiter is None:
+    found = app.extensions.get(name)
+    if found is None:
         with _install_lock:
-            limiter = app.extensions.get(LIMITER_EXTENSION)
-            if limiter is None:
-                limiter = install_auth_failure_limit(app)
-    return limiter
+            found = app.extensions.get(name)
+            if found is None:
+                found = install(app)
+    return found
+
+
+def _limiter() -> AuthFailureLimiter:
+    return _installed(LIMITER_EXTENSION, install_auth_failure_limit)
 
 
 def install_verified_tokens(app: Flask, tokens: VerifiedTokens | None = None) -> VerifiedTokens:
@@ -290,14 +295,7 @@ def install_verified_tokens(app: Flask, tokens: VerifiedTokens | None = None) ->
 
 
 def _verified_tokens() -> VerifiedTokens:
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
-    tokens = app.extensions.get(TOKENS_EXTENSION)
-    if tokens is None:
-        with _install_lock:
-            tokens = app.extensions.get(TOKENS_EXTENSION)
-            if tokens is None:
-                tokens = install_verified_tokens(app)
-    return tokens
+    return _installed(TOKENS_EXTENSION, install_verified_tokens)
 
 
 def _too_many(retry_after: int):
