@@ -9,9 +9,8 @@ a session cookie never authenticates an API call.
 
 from __future__ import annotations
 
-import functools
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from flask import Blueprint, Flask, current_app, g, redirect, render_template, request, session, url_for
@@ -117,16 +116,6 @@ def _unexpected(error: Exception) -> Any:
         return _http_error(error)
     log_unhandled(error)
     return error_page(InternalServerError.code)
-
-
-def login_required(view: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(view)
-    def checked(*args: Any, **kwargs: Any) -> Any:
-        if current_principal() is None:
-            return redirect(url_for("login.page"))
-        return view(*args, **kwargs)
-
-    return checked
 
 
 def install_headers(app: Flask, form_targets: Iterable[str] = ()) -> None:
