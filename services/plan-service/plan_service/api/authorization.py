@@ -45,6 +45,10 @@ class Access:
     def caller(self) -> Caller:
         return Caller(self.principal.role, self.principal.subject)
 
+    def allows(self, action: str) -> Callable[[IndividualPlan], bool]:
+        """The same check on another version of the plan (record() asks it on a newer one)."""
+        return lambda plan: policy.decide(action, self.caller, plan, datetime.now(timezone.utc)).allowed
+
 
 def authorize(action: str, plan_id: uuid.UUID | None = None, principal: Principal | None = None) -> Access:
     """The policy's answer for this request: the bearer token's caller (API), or ``principal``
@@ -53,12 +57,19 @@ def authorize(action: str, plan_id: uuid.UUID | None = None, principal: Principa
     caller = Caller(principal.role, principal.subject)
     now = datetime.now(timezone.utc)
     plan = None
+    plans = current_app.extensions["careplan"].plans
+    write = action == "plan.write"
     if plan_id is not None:
         # Current state decides, also for as_of reads. No such plan: 404, and no access-log
-        # entry (a log nobody can ever read, growing with every guessed id).
-        plan = current_app.extensions["careplan"].plans.get_plan(plan_id)
+        # entry (a log nobody can ever read, growing with every guessed id). A write: the
+        # cached plan, no round trip (record() finds a stale one at commit and asks
+        # Access.allows again on the newer version); refused on it, the store's plan decides.
+        plan = plans.get_plan(plan_id, fresh=not write)
         g.access_attempt = (action, str(plan_id), principal)
     decision = policy.decide(action, caller, plan, now)
+    if not decision.allowed and write and plan is not None:
+        plan = plans.get_plan(plan_id)
+        decision = policy.decide(action, caller, plan, now)
     if not decision.allowed:
         where = " on this plan" if plan is not None else ""
         abort(403, message=f"the role {principal.role} may not do {action}{where}")

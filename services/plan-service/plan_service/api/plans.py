@@ -176,7 +176,8 @@ class PlanEvents(MethodView):
         try:
             outcome = _plans().record(plan_id, items, actor=principal.actor,
                                       expected_version=expected,
-                                      idempotency=_idempotency(principal.subject), plan=access.plan)
+                                      idempotency=_idempotency(principal.subject), plan=access.plan,
+                                      allowed=access.allows("plan.write"))
         except EventRejected as e:
             e.in_list = isinstance(body, list)
             raise

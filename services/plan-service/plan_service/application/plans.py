@@ -1,15 +1,54 @@
-"""PlanApplication: the use cases of plan-service over the event-sourced IndividualPlan."""
+"""PlanApplication: the use cases of plan-service over the event-sourced IndividualPlan.
+
+The plan cache (the library's repository cache, PLAN_SERVICE_CACHE_SIZE) and the write path:
+
+- A write decides its command on the cached plan as this process knows it, without asking the
+  store whether it is still current (the library's fast-forward on every ``get``,
+  AGGREGATE_CACHE_FASTFORWARD, is off), and on ``copy.copy`` of it: the plan is copy-on-write
+  (domain/plan.py), so the cached version is never changed and the copy costs the same
+  whatever the plan's length.
+- The store's unique (aggregate id, version) catches a stale cache: the commit collides. The
+  plan is then brought up to date from the store (the events after the version decided on)
+  and, for a request without If-Match, the command is decided once more on it, after the
+  caller's access check is asked again (``allowed``); with If-Match the version it names is no
+  longer current: 412. Two instances writing one plan lose nothing: every commit is checked.
+- A refusal decided on the cached plan (a rule of the plan, an If-Match that does not match)
+  is answered only after one look at the store (are there newer events?): a rule is never
+  applied to a stale plan. That look costs a round trip on the refusal path only.
+- After a commit the library puts the saved version in the cache (``Application._record``
+  does so when fast-forwarding is off). The cache never goes back to an older version of an
+  aggregate, and keeps no idempotency records (one per keyed write: they would push the plans
+  out).
+- Reads (``get_plan``) and the small indexes (PatientPlans, PersonPlans) are brought up to
+  date with one SELECT of newer events, into a new object: a read on one instance sees a write
+  made through another, and a reader holding a plan sees exactly one version of it.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import dataclasses
+import logging
+import os
+import threading
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from typing import Any, cast
 
-from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.application import (
+    AggregateNotFoundError,
+    Application,
+    Cache,
+    LRUCache,
+    ProcessingEvent,
+    ProjectorFunction,
+    Repository,
+    project_aggregate,
+)
 from eventsourcing.persistence import IntegrityError, JSONTranscoder
 
 from careplan_shared.events import IntegrationEvent
@@ -20,7 +59,7 @@ from plan_service.domain.errors import DomainError, PlanNotFound
 from plan_service.domain.event_types import COMMANDS
 from plan_service.domain.patient_plans import PatientPlans
 from plan_service.domain.person_plans import AS_COORDINATOR, AS_RELATIVE, PersonPlans
-from plan_service.domain.plan import IndividualPlan, event_type
+from plan_service.domain.plan import IndividualPlan, event_type, plain_state
 
 
 class VersionMismatch(Exception):
@@ -35,12 +74,13 @@ class ConcurrentWrite(Exception):
     """Another writer changed the plan between our read and our write (-> 409)."""
 
 
-class _IndexConflict(Exception):
-    """The write collided with another on an index (or on the plan: told apart by the caller)."""
+class _Collision(Exception):
+    """The store refused the write: an aggregate of it is no longer at the version it was
+    decided on (the plan, an index), or the same Idempotency-Key was stored first."""
 
-    def __init__(self, plan_version: int):
-        super().__init__("concurrent write")
-        self.plan_version = plan_version
+    def __init__(self, with_indexes: bool):
+        super().__init__("the write collided in the store")
+        self.with_indexes = with_indexes
 
 
 INDEX_RETRIES = 3
@@ -91,19 +131,187 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+class _NeverOlder:
+    """The repository cache's ``put``: never replaces a version with an older one (a load
+    that read the store just before a commit must not undo the commit's put), and keeps no
+    idempotency records."""
+
+    _put_lock: threading.Lock
+
+    def put(self, key: Any, value: Any) -> None:
+        if value is None or isinstance(value, IdempotencyRecord):
+            return
+        with self._put_lock:
+            try:
+                cached = super().get(key)  # type: ignore[misc]
+            except KeyError:
+                cached = None
+            if cached is not None and cached is not value and cached.version >= value.version:
+                return
+            super().put(key, value)  # type: ignore[misc]
+
+
+class _PlanLRUCache(_NeverOlder, LRUCache[Any, Any]):
+    def __init__(self, maxsize: int):
+        super().__init__(maxsize)
+        self._put_lock = threading.Lock()
+
+
+class _PlanCache(_NeverOlder, Cache[Any, Any]):
+    def __init__(self) -> None:
+        super().__init__()
+        self._put_lock = threading.Lock()
+
+
+log = logging.getLogger("careplan.plans")
+
+SNAPSHOT_SPACING = 2
+# A plan at least this long is snapshotted in a thread of its own (SnapshotWriter), off the
+# commit path: encoding it takes long enough to hold up the writes queued behind it.
+SNAPSHOT_IN_BACKGROUND_FROM = 1_000
+
+
+def snapshot_step(version: int, interval: int) -> int:
+    """The snapshot interval at ``version``: ``interval`` up to 2 x SNAPSHOT_SPACING x
+    ``interval`` events, then doubling as the plan doubles, so that a snapshot always lies
+    within ``version / SNAPSHOT_SPACING`` events (a cold load replays at most that many events
+    after decoding the snapshot). A snapshot encodes the whole plan: at a fixed interval its
+    cost per write would grow with the plan; so it stays about SNAPSHOT_SPACING to twice that
+    many entries' worth per write, whatever the plan's length."""
+    step = interval
+    while version >= step * 2 * SNAPSHOT_SPACING:
+        step *= 2
+    return step
+
+
+class SnapshotWriter:
+    """Stores snapshots in a thread of its own, in the order given. Safe because a snapshot
+    holds the plan's containers, which copy on write never changes. A snapshot is only a
+    shortcut for loading: one that fails to be stored (the process ends first, the store is
+    away, another instance stored that version) costs a longer load, nothing else."""
+
+    def __init__(self, put: Callable[[list[Any]], Any]):
+        self._put = put
+        self._queue: deque[Any] = deque()
+        self._cond = threading.Condition()
+        self._busy = False
+        self._thread: threading.Thread | None = None
+        self._pid: int | None = None
+
+    def submit(self, snapshot: Any) -> None:
+        with self._cond:
+            if self._thread is None or not self._thread.is_alive() or self._pid != os.getpid():
+                self._pid = os.getpid()
+                self._thread = threading.Thread(target=self._run, name="snapshots", daemon=True)
+                self._thread.start()
+            self._queue.append(snapshot)
+            self._cond.notify_all()
+
+    def drain(self, timeout: float = 30.0) -> bool:
+        """Wait until every submitted snapshot is stored (or failed); False on timeout."""
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._queue and not self._busy, timeout)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: bool(self._queue))
+                snapshot = self._queue.popleft()
+                self._busy = True
+            try:
+                self._put([snapshot])
+            except IntegrityError:
+                pass  # that version's snapshot is already stored
+            except Exception as e:  # noqa: BLE001 - a snapshot is a shortcut: log it and go on
+                log.warning("could not store a snapshot", extra={"error": type(e).__name__,
+                                                                 "version": snapshot.originator_version})
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
+
+
 class PlanApplication(Application):
     name = "PlanService"
     snapshotting_intervals = {IndividualPlan: 100}
+    # Writes never wait for a SELECT of newer events (module docstring); reads bring the plan
+    # up to date themselves, into a new object. construct_repository holds to this whatever
+    # the environment says: the library's fast-forward changes the cached object in place,
+    # under the eyes of readers holding it.
+    env = {Application.AGGREGATE_CACHE_FASTFORWARD: "n"}
 
     def __init__(self, env: dict[str, str] | None = None, *, write_batch_max: int = 64,
                  clock: Callable[[], datetime] = _now):
         super().__init__(env)
         self.committer = GroupCommitter(self.save, max_batch=write_batch_max)
+        self.snapshot_writer = SnapshotWriter(self._put_snapshots)
         self.clock = clock
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)
         transcodings.register(transcoder)
+
+    def construct_repository(self) -> Repository[uuid.UUID]:
+        repository = super().construct_repository()
+        repository.fastforward = False  # and so Application._record caches what it saved
+        if isinstance(repository.cache, LRUCache):
+            repository.cache = _PlanLRUCache(repository.cache.maxsize)
+        elif repository.cache is not None:
+            repository.cache = _PlanCache()
+        return repository
+
+    def _take_snapshots(self, processing_event: ProcessingEvent[uuid.UUID]) -> None:
+        """Snapshots of what was just saved (``Application.save`` calls this after the commit;
+        eventsourcing 9.5.6). Two changes to the library's: the snapshot is taken of the saved
+        aggregate in hand, at its version (the library reads it back from the store:
+        snapshot and events); and the interval grows with the plan (``snapshot_step``), so
+        that what snapshots cost a write does not grow with the plan's length. A snapshot that
+        cannot be stored is logged, never raised: the events are stored by then, and an error
+        here would make the committer answer stored writes as failed."""
+        if self.snapshots is None or not self.snapshotting_intervals:
+            return
+        versions: dict[uuid.UUID, list[int]] = {}
+        for event in processing_event.events:
+            versions.setdefault(event.originator_id, []).append(event.originator_version)
+        for aggregate_id, aggregate in processing_event.aggregates.items():
+            interval = self.snapshotting_intervals.get(type(aggregate))
+            if interval is None or not any(v % snapshot_step(v, interval) == 0 for v in versions.get(aggregate_id, ())):
+                continue
+            snapshot_class = getattr(type(aggregate), "Snapshot", type(self).snapshot_class)
+            if snapshot_class is None:
+                continue
+            snapshot = snapshot_class.take(aggregate)  # cheap: the state's containers, shared
+            if aggregate.version >= SNAPSHOT_IN_BACKGROUND_FROM and isinstance(aggregate, IndividualPlan):
+                self.snapshot_writer.submit(snapshot)
+                continue
+            try:
+                self._put_snapshots([snapshot])
+            except Exception as e:  # noqa: BLE001 - the write is stored: a failed shortcut must not fail it
+                log.warning("could not store a snapshot", extra={"error": type(e).__name__,
+                                                                 "version": snapshot.originator_version})
+
+    def take_snapshot(self, aggregate_id: uuid.UUID, version: int | None = None,
+                      projector_func: ProjectorFunction[Any, Any] = project_aggregate) -> None:
+        """The library's (reads the aggregate back at ``version``), storing plain dicts."""
+        if self.snapshots is None:
+            super().take_snapshot(aggregate_id, version, projector_func)  # says what is missing
+            return
+        aggregate = self.repository.get(aggregate_id, version=version, projector_func=projector_func)
+        snapshot_class = getattr(type(aggregate), "Snapshot", type(self).snapshot_class)
+        if snapshot_class is None:
+            super().take_snapshot(aggregate_id, version, projector_func)  # says what is missing
+            return
+        self._put_snapshots([snapshot_class.take(aggregate)])
+
+    def _put_snapshots(self, snapshots: list[Any]) -> None:
+        """Store snapshots, the plan's persistent maps as plain dicts (domain/plan.py): the
+        stored form is what it always was, and what an older release reads."""
+        if self.snapshots is not None:
+            self.snapshots.put([dataclasses.replace(s, state=plain_state(s.state)) for s in snapshots])
+
+    def close(self) -> None:
+        self.snapshot_writer.drain()
+        super().close()
 
     # -- writes -------------------------------------------------------------------------
 
@@ -124,7 +332,9 @@ class PlanApplication(Application):
             raise EventRejected(0, e) from None
         try:
             return self._commit(plan, index, created=True, idempotency=idempotency)
-        except ConcurrentWrite:
+        except _Collision:
+            if idempotency and (replay := self._replay(idempotency)):
+                return replay
             # Most likely another plan for this patient was opened at the same moment.
             current = self._patient_plans(patient_id)
             if current is not None and current.open_plan_id is not None:
@@ -132,37 +342,80 @@ class PlanApplication(Application):
                     current.opened(plan.id)
                 except DomainError as e:
                     raise EventRejected(0, e) from None
-            raise
+            raise ConcurrentWrite() from None
 
     def record(self, plan_id: uuid.UUID, items: list[tuple[str, dict[str, Any]]], *,
                actor: dict[str, str], expected_version: int | None = None,
-               idempotency: Idempotency | None = None, plan: IndividualPlan | None = None) -> Outcome:
-        """Append one or more events to a plan, all or none. ``plan``: the plan as just read
-        (e.g. for the access check), to save loading it again; it is copied, never changed.
+               idempotency: Idempotency | None = None, plan: IndividualPlan | None = None,
+               allowed: Callable[[IndividualPlan], bool] | None = None) -> Outcome:
+        """Append one or more events to a plan, all or none.
+
+        ``plan``: the plan as the caller read it for its access check (``get_plan(plan_id,
+        fresh=False)``: the cached plan, no round trip); never changed, the command works on a
+        copy. ``allowed``: that access check, asked again whenever the command has to be
+        decided on a newer version (the commit found the cache stale). Without it, a command
+        the caller checked on ``plan`` is not decided again on another version: a stale plan
+        is then 409 (ConcurrentWrite), and the cache is current for the next try.
+
+        The cached plan is not compared with the store before the command (module docstring):
+        the commit's unique (plan, version) does that. On a collision the plan is brought up
+        to date; without If-Match the command is decided once more on it; with If-Match the
+        version named is no longer current: 412. A refusal (a rule of the plan, If-Match) is
+        answered only when the plan it was decided on is the store's newest.
 
         The indexes an event changes (PatientPlans on closing, PersonPlans when a relative is
         added or a coordinator assigned) are saved in the same atomic write. Another plan's
         write to the same person's index at the same moment is not a conflict of this plan:
         the write is decided again on the plan as it is (it has not moved), a few times."""
-        for attempt in range(INDEX_RETRIES + 1):
-            try:
-                return self._record_once(plan_id, items, actor=actor, expected_version=expected_version,
-                                         idempotency=idempotency, plan=plan)
-            except _IndexConflict as conflict:
-                if attempt == INDEX_RETRIES or self._load(plan_id, copy=False).version != conflict.plan_version:
-                    raise ConcurrentWrite() from None
-                plan = None  # load it again, with the indexes as they are now
-        raise AssertionError("unreachable")
+        checked = plan is not None
+        base = plan if plan is not None else self._plan(plan_id, fresh=False)
+        redecided = False
+        index_retries = 0
 
-    def _record_once(self, plan_id: uuid.UUID, items: list[tuple[str, dict[str, Any]]], *,
-                     actor: dict[str, str], expected_version: int | None,
-                     idempotency: Idempotency | None, plan: IndividualPlan | None) -> Outcome:
-        if idempotency and (replay := self._replay(idempotency)):
-            return replay
-        plan = copy.deepcopy(plan) if plan is not None else self._load(plan_id)
-        if expected_version is not None and plan.version != expected_version:
-            raise VersionMismatch(plan.version)
-        read_version = plan.version
+        def decide_again_on(current: IndividualPlan) -> IndividualPlan:
+            """The store holds a newer version than the command was decided on: decide once
+            more, on it, if the caller's access check still holds there (none given: only if
+            the caller checked nothing on ``plan``)."""
+            nonlocal redecided
+            if redecided or (not allowed(current) if allowed is not None else checked):
+                raise ConcurrentWrite()
+            redecided = True
+            return current
+
+        while True:
+            try:
+                return self._decide_and_commit(plan_id, base, items, actor=actor,
+                                               expected_version=expected_version, idempotency=idempotency)
+            except (EventRejected, VersionMismatch):
+                if idempotency and (replay := self._replay(idempotency)):
+                    return replay
+                current = self._newest(base)
+                if current is base:
+                    raise  # decided on the store's newest version: the answer stands
+                if expected_version is not None and current.version != expected_version:
+                    raise VersionMismatch(current.version) from None
+                base = decide_again_on(current)
+            except _Collision as collision:
+                if idempotency and (replay := self._replay(idempotency)):
+                    return replay
+                current = self._newest(base)
+                if current is not base:
+                    if expected_version is not None:
+                        raise VersionMismatch(current.version) from None
+                    base = decide_again_on(current)
+                elif collision.with_indexes and index_retries < INDEX_RETRIES:
+                    # The plan has not moved: an index of this write has (another plan's write
+                    # for the same person). The same version, so the access decision holds.
+                    index_retries += 1
+                else:
+                    raise ConcurrentWrite() from None
+
+    def _decide_and_commit(self, plan_id: uuid.UUID, base: IndividualPlan,
+                           items: list[tuple[str, dict[str, Any]]], *, actor: dict[str, str],
+                           expected_version: int | None, idempotency: Idempotency | None) -> Outcome:
+        if expected_version is not None and base.version != expected_version:
+            raise VersionMismatch(base.version)
+        plan = copy.copy(base)  # the next version: shares base's containers, never changes them
         coordinator_before = plan.coordinator["coordinator_id"] if plan.coordinator else None
         for index, (type_, fields) in enumerate(items):
             fields = dict(fields)
@@ -178,12 +431,7 @@ class PlanApplication(Application):
                 patient_plans.closed(plan.id)
                 others.append(patient_plans)
         others.extend(self._person_plans_changed(plan, coordinator_before))
-        try:
-            return self._commit(plan, *others, created=False, idempotency=idempotency)
-        except ConcurrentWrite:
-            if others:
-                raise _IndexConflict(read_version) from None
-            raise
+        return self._commit(plan, *others, created=False, idempotency=idempotency)
 
     def _person_plans_changed(self, plan: IndividualPlan, coordinator_before: str | None) -> list[PersonPlans]:
         """The PersonPlans indexes the plan's pending events change (relatives added,
@@ -216,17 +464,22 @@ class PlanApplication(Application):
         return list(changed.values())
 
     def _patient_plans(self, patient_id: str) -> PatientPlans | None:
-        """The patient's plan index; None for a patient whose plans predate it (or who has none)."""
-        try:
-            return self.repository.get(PatientPlans.id_for(patient_id))
-        except AggregateNotFoundError:
-            return None
+        """The patient's plan index, as stored now, a copy to change; None for a patient whose
+        plans predate it (or who has none)."""
+        return cast(PatientPlans | None, self._index(PatientPlans.id_for(patient_id), to_change=True))
 
     def _person_plans(self, person_id: str) -> PersonPlans | None:
+        """The person's PersonPlans, as stored now, a copy to change (None: never indexed)."""
+        return cast(PersonPlans | None, self._index(PersonPlans.id_for(person_id), to_change=True))
+
+    def _index(self, index_id: uuid.UUID, *, to_change: bool) -> Any:
+        """An index aggregate as stored now (it decides what is written with the plan, so it is
+        never taken from the cache unchecked), deep-copied when it is to be changed."""
         try:
-            return self.repository.get(PersonPlans.id_for(person_id))
+            index = self._fetch(index_id, fresh=True)
         except AggregateNotFoundError:
             return None
+        return copy.deepcopy(index) if to_change else index
 
     def _commit(self, plan: IndividualPlan, *others: Any, created: bool,
                 idempotency: Idempotency | None) -> Outcome:
@@ -241,10 +494,9 @@ class PlanApplication(Application):
         try:
             self.committer.save(*objs)
         except IntegrityError:
-            # Either the plan moved on under us, or the same key raced in: tell them apart.
-            if idempotency and (replay := self._replay(idempotency)):
-                return replay
-            raise ConcurrentWrite() from None
+            # An aggregate moved on under us, or the same key was stored first: the caller
+            # tells them apart.
+            raise _Collision(bool(others)) from None
         return outcome
 
     def _replay(self, idempotency: Idempotency) -> Outcome | None:
@@ -258,9 +510,59 @@ class PlanApplication(Application):
 
     # -- reads --------------------------------------------------------------------------
 
-    def _load(self, plan_id: uuid.UUID, version: int | None = None, copy: bool = True) -> IndividualPlan:
+    def _cached(self, aggregate_id: uuid.UUID) -> Any:
+        """The cached version of an aggregate (no round trip), or None."""
+        cache = self.repository.cache
+        if cache is None:
+            return None
         try:
-            plan: object = self.repository.get(plan_id, version=version, deepcopy_from_cache=copy)
+            return cache.get(aggregate_id)
+        except KeyError:
+            return None
+
+    def _fetch(self, aggregate_id: uuid.UUID, *, fresh: bool) -> Any:
+        """An aggregate as this process knows it: the cached version (no round trip), or on a
+        miss the store's, which is then cached. ``fresh``: brought up to the store's newest
+        version first. Never a copy: cached objects are never changed (copy on write)."""
+        known = self._cached(aggregate_id)
+        if known is None:
+            return self.repository.get(aggregate_id, deepcopy_from_cache=False)
+        return self._newest(known) if fresh else known
+
+    def _newest(self, known: Any) -> Any:
+        """``known``, a stored version, brought up to the store's newest version (one SELECT of
+        the events after it): ``known`` itself when there are none, else a new object, cached;
+        ``known`` is left as it is."""
+        newer = list(self.events.get(known.id, gt=known.version))
+        if not newer:
+            return known
+        aggregate = project_aggregate(copy.copy(known) if isinstance(known, IndividualPlan) else copy.deepcopy(known),
+                                      newer)
+        if aggregate is not None and self.repository.cache is not None:
+            self.repository.cache.put(aggregate.id, aggregate)
+        return aggregate
+
+    def _plan(self, plan_id: uuid.UUID, *, fresh: bool) -> IndividualPlan:
+        try:
+            plan = self._fetch(plan_id, fresh=fresh)
+            if isinstance(plan, IndividualPlan) and plan.pending_events:
+                # Changed in place and never saved (not by this application): not a stored
+                # version. Forget it and load the plan again.
+                cache = self.repository.cache
+                if cache is not None:
+                    with contextlib.suppress(KeyError):
+                        cache.get(plan_id, evict=True)
+                plan = self._fetch(plan_id, fresh=fresh)
+        except AggregateNotFoundError:
+            raise PlanNotFound(plan_id) from None
+        if not isinstance(plan, IndividualPlan):
+            raise PlanNotFound(plan_id)
+        return plan
+
+    def _load(self, plan_id: uuid.UUID, version: int) -> IndividualPlan:
+        """The plan as it was at ``version``, from the store."""
+        try:
+            plan: object = self.repository.get(plan_id, version=version)
         except AggregateNotFoundError:
             raise PlanNotFound(plan_id) from None
         if not isinstance(plan, IndividualPlan):
@@ -269,21 +571,29 @@ class PlanApplication(Application):
 
     def open_plan_of(self, patient_id: str) -> uuid.UUID | None:
         """The patient's open plan (the PatientPlans index), if any."""
-        index = self._patient_plans(patient_id)
+        index = self._index(PatientPlans.id_for(patient_id), to_change=False)
         return index.open_plan_id if index is not None else None
 
     def plans_of(self, person_id: str) -> tuple[list[uuid.UUID], list[uuid.UUID]]:
         """The plans the person was added to as a relative, and those they coordinate (the
         PersonPlans index: where they were put; the policy says what they may see now)."""
-        index = self._person_plans(person_id)
+        index = self._index(PersonPlans.id_for(person_id), to_change=False)
         if index is None:
             return [], []
         return index.as_relative(), index.as_coordinator()
 
-    def get_plan(self, plan_id: uuid.UUID, as_of: datetime | None = None) -> IndividualPlan:
-        """For reading only: the cached plan itself, not a copy (commands go through ``record``)."""
+    def get_plan(self, plan_id: uuid.UUID, as_of: datetime | None = None, *, fresh: bool = True) -> IndividualPlan:
+        """For reading only: the cached plan itself, never a copy, never changed afterwards
+        (copy on write: a new version is a new object), so whoever holds it sees one version.
+
+        ``fresh`` (reads): brought up to the store's newest version first, one SELECT of the
+        events after the cached version, so a read sees what another instance wrote.
+        ``fresh=False`` (the access check before a write, which hands the plan to ``record``):
+        the cached plan as it is, no round trip; ``record`` finds out at commit whether it was
+        stale. A write refused on it (403) should ask again with ``fresh=True`` before
+        answering: the cached plan may not know yet that the caller was given access."""
         if as_of is None:
-            return self._load(plan_id, copy=False)
+            return self._plan(plan_id, fresh=fresh)
         return self._load(plan_id, version=self.version_at(plan_id, as_of))
 
     def version_at(self, plan_id: uuid.UUID, as_of: datetime) -> int:

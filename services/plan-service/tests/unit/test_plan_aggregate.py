@@ -384,6 +384,8 @@ def test_revision_may_change_only_the_target_date():
     goal = plan.goals["g1"]
     assert (goal.text, goal.target_date, goal.revisions) == ("Walk to the shop", date(2025, 1, 1), 1)
     plan.revise_goal(goal_id="g1", text="Walk further", **meta())
+    assert (goal.text, goal.target_date, goal.revisions) == ("Walk to the shop", date(2025, 1, 1), 1)  # copy on write
+    goal = plan.goals["g1"]
     assert (goal.text, goal.target_date, goal.revisions) == ("Walk further", date(2025, 1, 1), 2)
 
 
@@ -421,6 +423,8 @@ def test_meeting_may_be_rescheduled_after_each_miss_and_counts_them():
     meeting = plan.triangle_meetings["m1"]
     assert (meeting.status, meeting.times_missed) == ("scheduled", 2)
     plan.hold_triangle_meeting(meeting_id="m1", outcome="Finally", **meta())
+    assert meeting.status == "scheduled"  # copy on write: the version held before is unchanged
+    meeting = plan.triangle_meetings["m1"]
     assert (meeting.status, meeting.times_missed, meeting.outcome) == ("held", 2, "Finally")
     assert [type(e) for e in plan.collect_events()] == [IndividualPlan.TriangleMeetingHeld]
 
