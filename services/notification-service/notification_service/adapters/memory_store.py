@@ -18,7 +18,7 @@ import itertools
 import json
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -111,14 +111,25 @@ class MemoryTx:
     def set_position(self, source: str, part: int, position: int) -> None:
         self._write("positions")[(source, part)] = {"position": position}
 
+    def set_positions(self, source: str, positions: Mapping[int, int]) -> None:
+        for part, position in positions.items():
+            self.set_position(source, part, position)
+
     # plan views
     def load_view(self, plan_id: str) -> dict[str, Any] | None:
         row = self._read("views").get(plan_id)
         return json.loads(row["state"]) if row else None
 
+    def load_views(self, plan_ids: Collection[str]) -> dict[str, dict[str, Any]]:
+        return {plan_id: view for plan_id in plan_ids if (view := self.load_view(plan_id)) is not None}
+
     def save_view(self, plan_id: str, version: int, state: dict[str, Any], next_check: datetime | None) -> None:
         self._write("views")[plan_id] = {"version": version, "state": json.dumps(state),
                                          "next_check_at": ts(next_check)}
+
+    def save_views(self, views: Sequence[tuple[str, int, dict[str, Any], datetime | None]]) -> None:
+        for plan_id, version, state, next_check in views:
+            self.save_view(plan_id, version, state, next_check)
 
     def postpone_check(self, plan_id: str, until: datetime) -> None:
         self._update("views", plan_id, next_check_at=ts(until))
@@ -146,6 +157,29 @@ class MemoryTx:
 
     def prompts_of_plan(self, plan_id: str) -> list[Prompt]:
         return self._prompts(lambda row: row["plan_id"] == plan_id)
+
+    def prompts_of_plans(self, plan_ids: Collection[str]) -> dict[str, list[Prompt]]:
+        wanted = set(plan_ids)
+        found: dict[str, list[Prompt]] = {}
+        for prompt in self._prompts(lambda row: row["plan_id"] in wanted):
+            found.setdefault(prompt.plan_id, []).append(prompt)
+        return found
+
+    def insert_prompts(self, prompts: Sequence[Prompt]) -> None:
+        for prompt in prompts:
+            self.insert_prompt(prompt)
+
+    def resolve_prompts(self, prompt_ids: Sequence[str], at: datetime) -> None:
+        for prompt_id in prompt_ids:
+            self.resolve_prompt(prompt_id, at)
+
+    def set_recipients(self, changes: Sequence[tuple[str, str | None]]) -> None:
+        for prompt_id, recipient in changes:
+            self.set_recipient(prompt_id, recipient)
+
+    def set_details_of(self, changes: Sequence[tuple[str, dict[str, Any]]]) -> None:
+        for prompt_id, details in changes:
+            self.set_details(prompt_id, details)
 
     def insert_prompt(self, prompt: Prompt) -> None:
         rows = self._read("prompts")
@@ -252,6 +286,10 @@ class MemoryTx:
             "id": delivery_id, "prompt_id": prompt_id, "channel": channel, "kind": str(kind),
             "status": str(DeliveryStatus.PENDING), "attempts": 0, "next_attempt_at": ts(at), "last_error": None,
             "created_at": ts(at), "seq": next(self._order)}
+
+    def enqueue_deliveries(self, deliveries: Sequence[tuple[str, str, DeliveryKind]], at: datetime) -> None:
+        for prompt_id, channel, kind in deliveries:
+            self.enqueue_delivery(prompt_id, channel, kind, at)
 
     def deliveries_due(self, now: datetime, limit: int) -> list[DueDelivery]:
         rows = sorted((r for r in self._read("deliveries").values()

@@ -17,6 +17,7 @@ class FeedSource:
     """Polls GET {plan_service}/v1/feed?after=N (the embedded default)."""
 
     name = "feed"
+    long_poll = False  # fetch answers at once: the consumer waits between empty fetches
 
     def __init__(self, base_url: str, token: Callable[[], str], batch: int = 500, timeout: float = 10.0):
         self.base_url = base_url.rstrip("/")
@@ -47,10 +48,15 @@ class KafkaSource:
     and are committed to Kafka only so that lag can be monitored."""
 
     name = "kafka"
+    # fetch itself waits for records (poll() up to poll_ms, returning as soon as records are
+    # there): the consumer asks again at once instead of backing off. 500 ms bounds how long
+    # a stop (or a rebalance's turn) waits on an idle topic.
+    long_poll = True
 
     def __init__(self, bootstrap_servers: str, topic: str, group_id: str = "notification-service",
-                 poll_ms: int = 200):
+                 poll_ms: int = 500, max_records: int = 2000):
         self.bootstrap_servers, self.topic, self.group_id, self.poll_ms = bootstrap_servers, topic, group_id, poll_ms
+        self.max_records = max_records
         self._consumer: Any = None
         self._positions: Callable[[], dict[int, int]] | None = None
         self.commit_failures = 0  # offset commits (for lag monitoring) that failed
@@ -80,11 +86,21 @@ class KafkaSource:
             client_id="notification-service",
             enable_auto_commit=False,  # the truth is the position stored with the prompts
             auto_offset_reset="earliest",
-            fetch_max_wait_ms=50,
+            # Latency: the broker answers a fetch as soon as it has one byte for it
+            # (fetch_min_bytes=1, the default; a larger minimum would hold events back to
+            # fill it); fetch_max_wait_ms only bounds how long an idle fetch waits at the
+            # broker, so it costs no latency; 100 ms (ten idle fetches a second) instead of 50.
+            fetch_min_bytes=1,
+            fetch_max_wait_ms=100,
             # a member that died is replaced within seconds, not the broker default's 45 s
             session_timeout_ms=10000,
             heartbeat_interval_ms=1000,
-            max_poll_records=500,
+            # Throughput when there is a backlog (a replay from offset 0): up to this many
+            # records per poll become one batch, one transaction in the store (a commit and
+            # its fsync per 2,000 events instead of per 500); a live stream's batches are
+            # as small as what arrived. The default fetch sizes (1 MiB a partition) already
+            # bring more than that per round trip.
+            max_poll_records=self.max_records,
             # a topic (or partitions) that appears after the consumer joined is assigned within
             # seconds, not after the default 5 minutes: until then the group holds no partition
             metadata_max_age_ms=5000,

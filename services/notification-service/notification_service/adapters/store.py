@@ -14,11 +14,13 @@ import re
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from careplan_shared.files import private_sqlite
 from notification_service.adapters.crypto import Cipher, StoreUnreadable, seal, unseal
@@ -44,6 +46,8 @@ def ts(moment: datetime | None) -> str | None:
     such text neither sorts nor parses back); a moment beyond UTC's range is clamped to it."""
     if moment is None:
         return None
+    if moment.tzinfo is timezone.utc:  # most are (the clock's, the events'): no conversion
+        return moment.isoformat(timespec="microseconds")
     try:
         utc = moment.astimezone(timezone.utc)
     except OverflowError:  # e.g. 0001-01-01T00:00+01:00 is in year 0 in UTC
@@ -63,19 +67,52 @@ def from_ts(text: str | None) -> datetime | None:
         return datetime.fromisoformat(_SHORT_YEAR.sub(lambda m: m.group(1).zfill(4) + "-", text))
 
 
+# Stored state (views, prompt details) holds JSON values only: strings, integers well within
+# 64 bits (versions are at most 2**31), booleans, null, lists and objects (times are tagged
+# strings, PlanView.to_json). orjson writes and reads those as json does, several times faster.
+_STRICT = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS  # refused, as json refuses them
+
+
+def dumps(value: Any) -> str:
+    """JSON text of stored state: orjson's (compact, UTF-8), or json's where orjson refuses
+    (a lone surrogate, an integer beyond 64 bits, a key that is not a string: json writes
+    those as it always did, or raises as it always did)."""
+    try:
+        return orjson.dumps(value, option=_STRICT).decode("utf-8")
+    except (TypeError, ValueError):  # orjson.JSONEncodeError is a TypeError
+        return json.dumps(value)
+
+
+def loads(text: str) -> Any:
+    try:
+        return orjson.loads(text)
+    except (TypeError, ValueError):  # e.g. an escaped lone surrogate json.dumps wrote: json reads it
+        return json.loads(text)
+
+
 def _prompt(row: tuple, cipher: Cipher | None) -> Prompt:
-    data = dict(zip(PROMPT_COLUMNS, row, strict=False))
-    for key in ("due_at", "escalate_at", "escalated_at", "created_at", "acknowledged_at", "resolved_at"):
-        data[key] = from_ts(data[key])
-    data["rule"], data["status"] = Reason(data["rule"]), PromptStatus(data["status"])
-    data["details"] = json.loads(unseal(cipher, data["details"], _context("prompts", data["id"])))
-    return Prompt(**data)
+    (id_, plan_id, rule, subject, recipient, status, due_at, escalate_at, escalated_at, created_at,
+     acknowledged_at, resolved_at, details) = row
+    return Prompt(id_, plan_id, Reason(rule), subject, recipient, PromptStatus(status), _at(due_at),
+                  from_ts(escalate_at), from_ts(escalated_at), _at(created_at), from_ts(acknowledged_at),
+                  from_ts(resolved_at), loads(unseal(cipher, details, _context("prompts", id_))))
+
+
+def _at(text: str) -> datetime:
+    """A NOT NULL time column."""
+    moment = from_ts(text)
+    if moment is None:
+        raise ValueError("a required time is missing")
+    return moment
 
 
 def _context(table: str, key: str) -> str:
     """Associated data: a sealed value belongs to one column of one row."""
     return f"notification-service/{table}/{key}"
 
+
+_UNSET: Any = object()
+CHUNK = 500  # ids per IN (...) list: far below SQLite's limit on parameters
 
 DEAD_LETTER_COLUMNS = ("source", "part", "position", "event_id", "reason", "created_at", "status", "resolved_at")
 
@@ -97,6 +134,37 @@ class Tx:
         self._cur.execute(sql.replace("?", self._ph) if self._ph != "?" else sql, params)
         return self._cur
 
+    def _many(self, sql: str, rows: Sequence[tuple]) -> None:
+        """One statement for many rows: sqlite3's executemany, psycopg's in one pipeline (one
+        round trip to the server, not one per row)."""
+        if rows:
+            self._cur.executemany(sql.replace("?", self._ph) if self._ph != "?" else sql, rows)
+
+    def _insert(self, table: str, columns: Sequence[str], rows: Sequence[tuple]) -> None:
+        """Plain INSERTs of many rows: sqlite3's executemany; on PostgreSQL one COPY (psycopg
+        writes its rows in C: a fraction of executemany's cost a row). Atomic either way, in
+        this transaction, and a unique key taken raises as the INSERT would."""
+        if not rows:
+            return
+        if self._ph == "%s":
+            with self._cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+            return
+        self._cur.executemany(f"INSERT INTO {table} ({', '.join(columns)}) "
+                              f"VALUES ({', '.join([self._ph] * len(columns))})", rows)
+
+    def _in(self, column: str, values: Sequence[str]) -> tuple[str, tuple]:
+        """``column IN (...)`` for a list of values: one array parameter on PostgreSQL."""
+        if self._ph == "%s":
+            return f"{column} = ANY(%s)", (list(values),)
+        return f"{column} IN ({', '.join('?' * len(values))})", tuple(values)
+
+    def _chunks(self, values: Collection[str]) -> Iterator[list[str]]:
+        ordered = sorted(set(values))  # sorted: PostgreSQL takes the row locks in one order
+        for start in range(0, len(ordered), CHUNK):
+            yield ordered[start:start + CHUNK]
+
     # positions
     def position(self, source: str, part: int) -> int | None:
         row = self._q("SELECT position FROM consumer_positions WHERE source = ? AND part = ?",
@@ -108,21 +176,36 @@ class Tx:
         return {int(p): int(pos) for p, pos in rows.fetchall()}
 
     def set_position(self, source: str, part: int, position: int) -> None:
-        self._q("INSERT INTO consumer_positions (source, part, position) VALUES (?, ?, ?) "
-                "ON CONFLICT (source, part) DO UPDATE SET position = excluded.position",
-                (source, part, position))
+        self.set_positions(source, {part: position})
+
+    def set_positions(self, source: str, positions: Mapping[int, int]) -> None:
+        self._many("INSERT INTO consumer_positions (source, part, position) VALUES (?, ?, ?) "
+                   "ON CONFLICT (source, part) DO UPDATE SET position = excluded.position",
+                   [(source, part, position) for part, position in sorted(positions.items())])
 
     # plan views
     def load_view(self, plan_id: str) -> dict[str, Any] | None:
-        row = self._q(f"SELECT state FROM plan_views WHERE plan_id = ?{self._for_update}", (plan_id,)).fetchone()
-        return json.loads(unseal(self._cipher, row[0], _context("plan_views", plan_id))) if row else None
+        return self.load_views([plan_id]).get(plan_id)
+
+    def load_views(self, plan_ids: Collection[str]) -> dict[str, dict[str, Any]]:
+        views: dict[str, dict[str, Any]] = {}
+        for chunk in self._chunks(plan_ids):
+            where, params = self._in("plan_id", chunk)
+            rows = self._q(f"SELECT plan_id, state FROM plan_views WHERE {where} ORDER BY plan_id{self._for_update}",
+                           params).fetchall()
+            for plan_id, state in rows:
+                views[plan_id] = loads(unseal(self._cipher, state, _context("plan_views", plan_id)))
+        return views
 
     def save_view(self, plan_id: str, version: int, state: dict[str, Any], next_check: datetime | None) -> None:
-        sealed = seal(self._cipher, json.dumps(state), _context("plan_views", plan_id))
-        self._q("INSERT INTO plan_views (plan_id, version, state, next_check_at) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (plan_id) DO UPDATE SET version = excluded.version, state = excluded.state, "
-                "next_check_at = excluded.next_check_at",
-                (plan_id, version, sealed, ts(next_check)))
+        self.save_views([(plan_id, version, state, next_check)])
+
+    def save_views(self, views: Sequence[tuple[str, int, dict[str, Any], datetime | None]]) -> None:
+        self._many("INSERT INTO plan_views (plan_id, version, state, next_check_at) VALUES (?, ?, ?, ?) "
+                   "ON CONFLICT (plan_id) DO UPDATE SET version = excluded.version, state = excluded.state, "
+                   "next_check_at = excluded.next_check_at",
+                   [(plan_id, version, seal(self._cipher, dumps(state), _context("plan_views", plan_id)),
+                     ts(next_check)) for plan_id, version, state, next_check in views])
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
@@ -146,27 +229,57 @@ class Tx:
 
     # prompts
     def prompts_of_plan(self, plan_id: str) -> list[Prompt]:
-        rows = self._q(f"SELECT {', '.join(PROMPT_COLUMNS)} FROM prompts WHERE plan_id = ?", (plan_id,))
-        return [_prompt(r, self._cipher) for r in rows.fetchall()]
+        return self.prompts_of_plans([plan_id]).get(plan_id, [])
+
+    def prompts_of_plans(self, plan_ids: Collection[str]) -> dict[str, list[Prompt]]:
+        prompts: dict[str, list[Prompt]] = {}
+        for chunk in self._chunks(plan_ids):
+            where, params = self._in("plan_id", chunk)
+            for row in self._q(f"SELECT {', '.join(PROMPT_COLUMNS)} FROM prompts WHERE {where}", params).fetchall():
+                prompt = _prompt(row, self._cipher)
+                prompts.setdefault(prompt.plan_id, []).append(prompt)
+        return prompts
 
     def insert_prompt(self, prompt: Prompt) -> None:
-        values = (prompt.id, prompt.plan_id, str(prompt.rule), prompt.subject, prompt.recipient, str(prompt.status),
-                  ts(prompt.due_at), ts(prompt.escalate_at), ts(prompt.escalated_at), ts(prompt.created_at),
-                  ts(prompt.acknowledged_at), ts(prompt.resolved_at),
-                  seal(self._cipher, json.dumps(prompt.details), _context("prompts", prompt.id)))
-        self._q(f"INSERT INTO prompts ({', '.join(PROMPT_COLUMNS)}) VALUES ({', '.join('?' * len(values))})",
-                values)
+        self.insert_prompts([prompt])
+
+    def insert_prompts(self, prompts: Sequence[Prompt]) -> None:
+        stamps: dict[datetime | None, str | None] = {None: None}  # a batch's prompts share many moments
+
+        def stamp(moment: datetime | None) -> str | None:
+            text = stamps.get(moment, _UNSET)
+            if text is _UNSET:
+                text = stamps[moment] = ts(moment)
+            return text  # type: ignore[return-value]
+
+        self._insert("prompts", PROMPT_COLUMNS,
+                     [(p.id, p.plan_id, str(p.rule), p.subject, p.recipient, str(p.status), stamp(p.due_at),
+                       stamp(p.escalate_at), stamp(p.escalated_at), stamp(p.created_at), stamp(p.acknowledged_at),
+                       stamp(p.resolved_at), seal(self._cipher, dumps(p.details), _context("prompts", p.id)))
+                      for p in prompts])
 
     def resolve_prompt(self, prompt_id: str, at: datetime) -> None:
-        self._q("UPDATE prompts SET status = ?, resolved_at = ? WHERE id = ? AND status = ?",
-                (str(PromptStatus.RESOLVED), ts(at), prompt_id, str(PromptStatus.OPEN)))
+        self.resolve_prompts([prompt_id], at)
+
+    def resolve_prompts(self, prompt_ids: Sequence[str], at: datetime) -> None:
+        resolved, at_text, open_ = str(PromptStatus.RESOLVED), ts(at), str(PromptStatus.OPEN)
+        self._many("UPDATE prompts SET status = ?, resolved_at = ? WHERE id = ? AND status = ?",
+                   [(resolved, at_text, prompt_id, open_) for prompt_id in prompt_ids])
 
     def set_recipient(self, prompt_id: str, recipient: str | None) -> None:
-        self._q("UPDATE prompts SET recipient = ? WHERE id = ?", (recipient, prompt_id))
+        self.set_recipients([(prompt_id, recipient)])
+
+    def set_recipients(self, changes: Sequence[tuple[str, str | None]]) -> None:
+        self._many("UPDATE prompts SET recipient = ? WHERE id = ?",
+                   [(recipient, prompt_id) for prompt_id, recipient in changes])
 
     def set_details(self, prompt_id: str, details: dict[str, Any]) -> None:
-        self._q("UPDATE prompts SET details = ? WHERE id = ?",
-                (seal(self._cipher, json.dumps(details), _context("prompts", prompt_id)), prompt_id))
+        self.set_details_of([(prompt_id, details)])
+
+    def set_details_of(self, changes: Sequence[tuple[str, dict[str, Any]]]) -> None:
+        self._many("UPDATE prompts SET details = ? WHERE id = ?",
+                   [(seal(self._cipher, dumps(details), _context("prompts", prompt_id)), prompt_id)
+                    for prompt_id, details in changes])
 
     def prompt(self, prompt_id: str) -> Prompt | None:
         row = self._q(f"SELECT {', '.join(PROMPT_COLUMNS)} FROM prompts WHERE id = ?", (prompt_id,)).fetchone()
@@ -271,10 +384,15 @@ class Tx:
 
     # delivery outbox
     def enqueue_delivery(self, prompt_id: str, channel: str, kind: DeliveryKind, at: datetime) -> None:
-        self._q("INSERT INTO deliveries (id, prompt_id, channel, kind, status, attempts, next_attempt_at, "
-                "created_at) VALUES (?, ?, ?, ?, ?, 0, ?, ?) "
-                "ON CONFLICT (prompt_id, channel, kind) DO NOTHING",
-                (uuid.uuid4().hex, prompt_id, channel, str(kind), str(DeliveryStatus.PENDING), ts(at), ts(at)))
+        self.enqueue_deliveries([(prompt_id, channel, kind)], at)
+
+    def enqueue_deliveries(self, deliveries: Sequence[tuple[str, str, DeliveryKind]], at: datetime) -> None:
+        pending, at_text = str(DeliveryStatus.PENDING), ts(at)
+        self._many("INSERT INTO deliveries (id, prompt_id, channel, kind, status, attempts, next_attempt_at, "
+                   "created_at) VALUES (?, ?, ?, ?, ?, 0, ?, ?) "
+                   "ON CONFLICT (prompt_id, channel, kind) DO NOTHING",
+                   [(uuid.uuid4().hex, prompt_id, channel, str(kind), pending, at_text, at_text)
+                    for prompt_id, channel, kind in deliveries])
 
     def deliveries_due(self, now: datetime, limit: int) -> list[DueDelivery]:
         rows = self._q("SELECT id, prompt_id, channel, kind, attempts FROM deliveries WHERE status = ? "

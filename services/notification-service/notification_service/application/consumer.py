@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 from notification_service.application.ports import Source
@@ -31,8 +32,14 @@ class Consumer:
         return len(records)
 
     def run(self, stop: threading.Event) -> None:
+        """Fetch and handle until stopped. Between empty fetches it waits (idle_wait, doubling
+        up to max_idle_wait) unless the source waited for records itself (Kafka's poll is a
+        long poll): then it asks again at once, so an event that arrives while the consumer
+        is idle is handled as soon as the broker hands it over, not after a back-off."""
+        long_poll = getattr(self.source, "long_poll", False)
         idle, backoff = self.idle_wait, 0.2
         while not stop.is_set():
+            started = time.monotonic()
             try:
                 count = self.step()
             except Exception as e:  # noqa: BLE001 - source or store trouble: wait and retry
@@ -42,10 +49,10 @@ class Consumer:
                 backoff = min(backoff * 2, self.max_backoff)
                 continue
             self.last_error, backoff = None, 0.2
-            if count:
-                idle = self.idle_wait
+            if count or (long_poll and time.monotonic() - started >= self.idle_wait):
+                idle = self.idle_wait  # records, or the source already waited: at once
             else:
-                stop.wait(idle)
+                stop.wait(idle)  # (a long poll that came back early and empty: no busy loop)
                 idle = min(idle * 2, self.max_idle_wait)
         self.source.close()
 

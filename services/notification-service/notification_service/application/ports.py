@@ -9,7 +9,7 @@ against every implementation (in-memory, SQLite, PostgreSQL).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, Protocol
@@ -31,10 +31,27 @@ class StoreTransaction(Protocol):
 
     def set_position(self, source: str, part: int, position: int) -> None: ...
 
+    def set_positions(self, source: str, positions: Mapping[int, int]) -> None:
+        """Many parts at once (a batch's last position in each)."""
+        ...
+
     # -- plan views (PlanView.to_json), with the next moment the clock must look at them ---
-    def load_view(self, plan_id: str) -> dict[str, Any] | None: ...
+    # The bulk forms (``load_views``, ``save_views``, ``prompts_of_plans``, ``insert_prompts``...)
+    # do what the one-row forms do for many rows, in a few statements: a batch of events reads
+    # and writes its plans once (one round trip per kind of write on PostgreSQL).
+    def load_view(self, plan_id: str) -> dict[str, Any] | None:
+        """The stored view; on PostgreSQL its row stays locked until the transaction ends."""
+        ...
+
+    def load_views(self, plan_ids: Collection[str]) -> dict[str, dict[str, Any]]:
+        """The stored views of these plans (absent: not stored), locked like ``load_view``."""
+        ...
 
     def save_view(self, plan_id: str, version: int, state: dict[str, Any], next_check: datetime | None) -> None: ...
+
+    def save_views(self, views: Sequence[tuple[str, int, dict[str, Any], datetime | None]]) -> None:
+        """Many (plan_id, version, state, next_check) at once."""
+        ...
 
     def postpone_check(self, plan_id: str, until: datetime) -> None: ...
 
@@ -49,17 +66,33 @@ class StoreTransaction(Protocol):
     # -- prompts ----------------------------------------------------------------------------
     def prompts_of_plan(self, plan_id: str) -> list[Prompt]: ...
 
+    def prompts_of_plans(self, plan_ids: Collection[str]) -> dict[str, list[Prompt]]:
+        """Each plan's prompts (a plan without any: absent)."""
+        ...
+
     def insert_prompt(self, prompt: Prompt) -> None:
         """A new prompt; its id and its (plan_id, rule, subject) are unique (else it raises)."""
         ...
+
+    def insert_prompts(self, prompts: Sequence[Prompt]) -> None: ...
 
     def resolve_prompt(self, prompt_id: str, at: datetime) -> None:
         """An open prompt resolves itself; an acknowledged or resolved one stays as it is."""
         ...
 
+    def resolve_prompts(self, prompt_ids: Sequence[str], at: datetime) -> None: ...
+
     def set_recipient(self, prompt_id: str, recipient: str | None) -> None: ...
 
+    def set_recipients(self, changes: Sequence[tuple[str, str | None]]) -> None:
+        """Many (prompt_id, recipient) at once."""
+        ...
+
     def set_details(self, prompt_id: str, details: dict[str, Any]) -> None: ...
+
+    def set_details_of(self, changes: Sequence[tuple[str, dict[str, Any]]]) -> None:
+        """Many (prompt_id, details) at once."""
+        ...
 
     def prompt(self, prompt_id: str) -> Prompt | None: ...
 
@@ -112,6 +145,10 @@ class StoreTransaction(Protocol):
         """A pending delivery, due at ``at``; once per (prompt, channel, kind): again is a no-op."""
         ...
 
+    def enqueue_deliveries(self, deliveries: Sequence[tuple[str, str, DeliveryKind]], at: datetime) -> None:
+        """Many (prompt_id, channel, kind) at once, each as ``enqueue_delivery``."""
+        ...
+
     def deliveries_due(self, now: datetime, limit: int) -> list[DueDelivery]:
         """Pending deliveries due at or before ``now``, earliest first."""
         ...
@@ -136,7 +173,9 @@ class PromptStore(Protocol):
 
 
 class Source(Protocol):
-    """A transport of integration events (the HTTP feed, Kafka)."""
+    """A transport of integration events (the HTTP feed, Kafka). A source whose ``fetch``
+    itself waits for records (a long poll) says so with ``long_poll = True``: the consumer
+    then asks again at once after an empty fetch instead of backing off."""
 
     name: str
 

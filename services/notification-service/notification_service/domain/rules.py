@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, time, timedelta, timezone
+from datetime import date, datetime, time, timedelta, timezone
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -35,11 +36,20 @@ class Settings:
 
     @property
     def tz(self) -> ZoneInfo:
-        return ZoneInfo(self.timezone)
+        return _zone(self.timezone)
 
 
-@dataclass(frozen=True)
+@lru_cache(maxsize=64)
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+@dataclass(slots=True)
 class PromptSpec:
+    """A prompt the rules want: a value, never changed once made. Not frozen: the rules make
+    one for each wanted prompt after every event, and a frozen dataclass's __init__ costs
+    several times a plain one's."""
+
     rule: Reason  # also the reason category shown to the coordinator
     subject: str  # what in the plan it is about; (plan, rule, subject) is the prompt's key
     due_at: datetime
@@ -49,6 +59,16 @@ class PromptSpec:
 
 Rule = Callable[[PlanView, datetime, Settings], list[PromptSpec]]
 
+
+# Enum members read once: a member looked up on its class costs more than the rule's own work
+# (Python 3.11), and the rules run after every event.
+_EVALUATION_DUE, _EVALUATION_SUGGESTED = Reason.EVALUATION_DUE, Reason.EVALUATION_SUGGESTED
+_TRIANGLE_MEETING_SUGGESTED, _NO_SHOW_FOLLOW_UP = Reason.TRIANGLE_MEETING_SUGGESTED, Reason.NO_SHOW_FOLLOW_UP
+_WRITTEN_INFORMATION_DUE, _CONSENT_EXPIRING = Reason.WRITTEN_INFORMATION_DUE, Reason.CONSENT_EXPIRING
+_MISSED = MeetingStatus.MISSED
+_ARRANGED = frozenset({MeetingStatus.SCHEDULED, MeetingStatus.HELD, MeetingStatus.MISSED})  # as (..) in a tuple
+_ORAL = InformationForm.ORAL
+_IN_WRITING = frozenset({InformationForm.WRITTEN, InformationForm.BOTH})
 
 EARLIEST = datetime.min.replace(tzinfo=timezone.utc)
 LATEST = datetime.max.replace(tzinfo=timezone.utc)
@@ -62,22 +82,44 @@ def _plus(moment: datetime, delta: timedelta) -> datetime:
         return LATEST if delta > timedelta(0) else EARLIEST
 
 
+# The rules run after every event of a plan, and a plan's moments (when a meeting was missed,
+# when an evaluation is scheduled) come back each time: their local days are remembered.
+# Equal moments (the same instant) have the same local day, whatever their offset.
+
 def _day_start(moment: datetime, s: Settings) -> datetime:
+    return _day_start_in(moment, s.timezone)
+
+
+@lru_cache(maxsize=16384)
+def _day_start_in(moment: datetime, zone_name: str) -> datetime:
+    zone = _zone(zone_name)
     try:
-        local = moment.astimezone(s.tz)
+        local = moment.astimezone(zone)
     except (OverflowError, ValueError):  # the first or last day of time: it has no local day
         return moment
-    return datetime.combine(local.date(), time.min, tzinfo=s.tz)
+    return datetime.combine(local.date(), time.min, tzinfo=zone)
 
 
 def _day_end(moment: datetime, s: Settings) -> datetime:
-    return _plus(_plus(_day_start(moment, s), timedelta(days=1)), -timedelta(microseconds=1))
+    return _day_end_in(moment, s.timezone)
+
+
+@lru_cache(maxsize=16384)
+def _day_end_in(moment: datetime, zone_name: str) -> datetime:
+    return _plus(_plus(_day_start_in(moment, zone_name), timedelta(days=1)), -timedelta(microseconds=1))
+
+
+@lru_cache(maxsize=1024)
+def _local_date(moment: datetime, zone_name: str) -> date:
+    return moment.astimezone(_zone(zone_name)).date()
 
 
 def evaluation_due(view: PlanView, now: datetime, s: Settings) -> list[PromptSpec]:
     """A scheduled evaluation is due on its day; overdue (escalated) after the grace period."""
+    if not view.evaluations:
+        return []
     return [
-        PromptSpec(Reason.EVALUATION_DUE, evaluation_id, e["scheduled_for"],
+        PromptSpec(_EVALUATION_DUE, evaluation_id, e["scheduled_for"],
                    escalate_at=_plus(e["scheduled_for"], s.evaluation_grace),
                    details={"evaluation_id": evaluation_id})
         for evaluation_id, e in sorted(view.evaluations.items())
@@ -93,7 +135,7 @@ def evaluation_suggested(view: PlanView, now: datetime, s: Settings) -> list[Pro
     due = _plus(anchor, s.evaluation_interval)
     if now < due:
         return []
-    return [PromptSpec(Reason.EVALUATION_SUGGESTED, f"since {anchor.date().isoformat()}", due,
+    return [PromptSpec(_EVALUATION_SUGGESTED, f"since {anchor.date().isoformat()}", due,
                        details={"last_evaluation": view.last_evaluation_at.date().isoformat()
                                 if view.last_evaluation_at else None})]
 
@@ -101,26 +143,27 @@ def evaluation_suggested(view: PlanView, now: datetime, s: Settings) -> list[Pro
 def triangle_meeting_suggested(view: PlanView, now: datetime, s: Settings) -> list[PromptSpec]:
     """15-25, both service levels take part, and no triangle meeting is scheduled (or held; a
     missed one is the no-show follow-up's business)."""
-    ages = view.age_on(now.astimezone(s.tz).date())
+    ages = view.age_on(_local_date(now, s.timezone))
     if ages is None or ages[1] < 15 or ages[0] > 25:
         return []
     if view.both_levels_since is None:
         return []
-    if any(m["status"] in (MeetingStatus.SCHEDULED, MeetingStatus.HELD, MeetingStatus.MISSED)
-           for m in view.meetings.values()):
+    if any(m["status"] in _ARRANGED for m in view.meetings.values()):
         return []
-    return [PromptSpec(Reason.TRIANGLE_MEETING_SUGGESTED, "plan", view.both_levels_since)]
+    return [PromptSpec(_TRIANGLE_MEETING_SUGGESTED, "plan", view.both_levels_since)]
 
 
 def no_show_follow_up(view: PlanView, now: datetime, s: Settings) -> list[PromptSpec]:
     """A missed triangle meeting: follow up the same day with the strategy agreed in advance."""
+    if not view.meetings:
+        return []
     prompts = []
     for meeting_id, m in sorted(view.meetings.items()):
-        if m["status"] != MeetingStatus.MISSED:
+        if m["status"] != _MISSED:
             continue
         due = _day_end(m["missed_at"], s)
         prompts.append(PromptSpec(
-            Reason.NO_SHOW_FOLLOW_UP, f"{meeting_id}#{m['times_missed']}", due,
+            _NO_SHOW_FOLLOW_UP, f"{meeting_id}#{m['times_missed']}", due,
             escalate_at=_plus(due, s.no_show_grace),
             details={"meeting_id": meeting_id, "no_show_strategy": m["no_show_strategy"],
                      "place": m["place"], "transport": m["transport"], "companion": m["companion"],
@@ -130,16 +173,18 @@ def no_show_follow_up(view: PlanView, now: datetime, s: Settings) -> list[Prompt
 
 def written_information_due(view: PlanView, now: datetime, s: Settings) -> list[PromptSpec]:
     """Information given only orally should also be given in writing (seed 004)."""
+    if not view.information:
+        return []
     prompts = []
     for information_id, info in sorted(view.information.items()):
-        if info["form"] != InformationForm.ORAL:
+        if info["form"] != _ORAL:
             continue
         written_later = any(
-            other["topic"] == info["topic"] and other["form"] in (InformationForm.WRITTEN, InformationForm.BOTH)
+            other["topic"] == info["topic"] and other["form"] in _IN_WRITING
             and other["given_at"] >= info["given_at"]
             for other in view.information.values())
         if not written_later:
-            prompts.append(PromptSpec(Reason.WRITTEN_INFORMATION_DUE, information_id,
+            prompts.append(PromptSpec(_WRITTEN_INFORMATION_DUE, information_id,
                                       _plus(info["given_at"], s.written_information_after),
                                       details={"information_id": information_id, "topic": info["topic"]}))
     return prompts
@@ -147,13 +192,15 @@ def written_information_due(view: PlanView, now: datetime, s: Settings) -> list[
 
 def consent_expiring(view: PlanView, now: datetime, s: Settings) -> list[PromptSpec]:
     """A relative's consent that ends within the warning period: renew it with the patient, or not."""
+    if not view.consents:
+        return []
     prompts = []
     for relative_id, c in sorted(view.consents.items()):
         until = c["valid_until"]
         if c["withdrawn"] or until is None:
             continue
         if _plus(until, -s.consent_warning) <= now < until:
-            prompts.append(PromptSpec(Reason.CONSENT_EXPIRING, f"{relative_id}@{until.isoformat()}", until,
+            prompts.append(PromptSpec(_CONSENT_EXPIRING, f"{relative_id}@{until.isoformat()}", until,
                                       details={"relative_id": relative_id}))
     return prompts
 

@@ -108,7 +108,28 @@ def _unescape(key: Any) -> Any:
     return key[1:] if isinstance(key, str) and key.startswith("$$") else key
 
 
+# Values JSON holds as they are; the exact types take the fast way through _encode and _decode,
+# anything else (subclasses such as MeetingStatus, dict or list subclasses) the general one.
+_AS_THEY_ARE = frozenset({str, int, bool, float, type(None)})
+
+
 def _encode(value: Any) -> Any:
+    kind = type(value)
+    if kind in _AS_THEY_ARE:
+        return value
+    if kind is dict:  # (values JSON holds as they are stay in the loop: no call for each)
+        return {(("$" + k if k[:1] == "$" else k) if type(k) is str else _escape(k)):
+                (v if type(v) in _AS_THEY_ARE else _encode(v)) for k, v in value.items()}
+    if kind is list:
+        return [v if type(v) in _AS_THEY_ARE else _encode(v) for v in value]
+    if kind is datetime:
+        return {"$dt": value.isoformat()}
+    if kind is date:
+        return {"$d": value.isoformat()}
+    return _encode_any(value)
+
+
+def _encode_any(value: Any) -> Any:
     if isinstance(value, dict):
         return {_escape(k): _encode(v) for k, v in value.items()}
     if isinstance(value, list):
@@ -121,6 +142,23 @@ def _encode(value: Any) -> Any:
 
 
 def _decode(value: Any) -> Any:
+    kind = type(value)
+    if kind is dict:
+        if len(value) == 1:  # a tagged date or time, if it is one
+            if "$dt" in value and isinstance(value["$dt"], str):
+                return datetime.fromisoformat(value["$dt"])
+            if "$d" in value and isinstance(value["$d"], str):
+                return date.fromisoformat(value["$d"])
+        return {((k[1:] if k[:2] == "$$" else k) if type(k) is str else _unescape(k)):
+                (v if type(v) in _AS_THEY_ARE else _decode(v)) for k, v in value.items()}
+    if kind is list:
+        return [v if type(v) in _AS_THEY_ARE else _decode(v) for v in value]
+    if kind in _AS_THEY_ARE:
+        return value
+    return _decode_any(value)
+
+
+def _decode_any(value: Any) -> Any:
     if isinstance(value, dict):
         if set(value) == {"$dt"} and isinstance(value["$dt"], str):
             return datetime.fromisoformat(value["$dt"])
@@ -211,6 +249,14 @@ def _claim(view: PlanView, key: str, e: IntegrationEvent) -> bool:
     return True
 
 
+# Enum members and the levels read once (a member looked up on its class is slow in Python 3.11).
+_REQUESTED, _SCHEDULED, _HELD, _MISSED = (MeetingStatus.REQUESTED, MeetingStatus.SCHEDULED, MeetingStatus.HELD,
+                                          MeetingStatus.MISSED)
+_PROFESSIONAL = ParticipantKind.PROFESSIONAL
+_LEVELS_IN_ORDER = tuple(ServiceLevel)
+_LEVELS = frozenset(_LEVELS_IN_ORDER)
+
+
 def _involve(view: PlanView, level: str | None, at: datetime) -> None:
     if not level:
         return
@@ -219,8 +265,8 @@ def _involve(view: PlanView, level: str | None, at: datetime) -> None:
         view.level_since[level] = at
     if level not in view.service_levels:
         view.service_levels.append(level)
-    if set(ServiceLevel) <= set(view.service_levels):
-        known = [view.level_since.get(name) for name in ServiceLevel]
+    if _LEVELS.issubset(view.service_levels):
+        known = [view.level_since.get(name) for name in _LEVELS_IN_ORDER]
         if all(known):  # both took part from the later of their first moments
             view.both_levels_since = max(known)  # type: ignore[type-var]
         elif view.both_levels_since is None:  # a view from before level_since was kept
@@ -243,7 +289,7 @@ def _coordinator(view: PlanView, p: dict[str, Any], e: IntegrationEvent) -> None
 
 def _participant_added(view: PlanView, p: dict[str, Any], e: IntegrationEvent) -> None:
     participant_id = p["participant_id"]
-    if p["kind"] == ParticipantKind.PROFESSIONAL and p.get("service_level"):
+    if p["kind"] == _PROFESSIONAL and p.get("service_level"):
         if _claim(view, f"participant:{participant_id}", e):
             view.professionals[participant_id] = p["service_level"]
         _involve(view, p["service_level"], e.occurred_at)
@@ -292,7 +338,7 @@ def _evaluation_held(view: PlanView, p: dict[str, Any], e: IntegrationEvent) -> 
 
 def _meeting(view: PlanView, meeting_id: str) -> dict[str, Any]:
     return view.meetings.setdefault(meeting_id, {
-        "status": MeetingStatus.REQUESTED, "scheduled_for": None, "place": None, "transport": None,
+        "status": _REQUESTED, "scheduled_for": None, "place": None, "transport": None,
         "companion": None, "no_show_strategy": None, "times_missed": 0, "missed_at": None})
 
 
@@ -309,14 +355,14 @@ def _meeting_scheduled(view: PlanView, p: dict[str, Any], e: IntegrationEvent) -
     if _claim(view, f"meeting:{p['meeting_id']}:details", e):
         meeting.update(details)
     if _claim(view, f"meeting:{p['meeting_id']}:status", e):
-        meeting["status"] = MeetingStatus.SCHEDULED
+        meeting["status"] = _SCHEDULED
 
 
 def _meeting_held(view: PlanView, p: dict[str, Any], e: IntegrationEvent) -> None:
     if p["meeting_id"] not in view.meetings:
         raise OutOfOrder(f"triangle meeting {p['meeting_id']} held but never seen")
     if _claim(view, f"meeting:{p['meeting_id']}:status", e):
-        view.meetings[p["meeting_id"]]["status"] = MeetingStatus.HELD
+        view.meetings[p["meeting_id"]]["status"] = _HELD
 
 
 def _meeting_missed(view: PlanView, p: dict[str, Any], e: IntegrationEvent) -> None:
@@ -324,7 +370,7 @@ def _meeting_missed(view: PlanView, p: dict[str, Any], e: IntegrationEvent) -> N
     if meeting is None:
         raise OutOfOrder(f"triangle meeting {p['meeting_id']} missed but never seen")
     if _claim(view, f"meeting:{p['meeting_id']}:status", e):  # a newer status wins over a late miss
-        meeting["status"] = MeetingStatus.MISSED
+        meeting["status"] = _MISSED
         meeting["times_missed"] += 1
         meeting["missed_at"] = e.occurred_at
 

@@ -36,11 +36,12 @@ def main(argv: list[str] | None = None) -> int:
         return code
 
     def load():
-        from notification_service.bootstrap import bootstrap
+        from notification_service.bootstrap import bootstrap, tune_gc
         from notification_service.web.app import create_app
 
         logs.configure("notification-service", config.log_level)
         app = create_app(config, bootstrap(config, migrate=False))  # migrated above, in the master
+        tune_gc()
         app.extensions["careplan"].start_workers()
         return app
 

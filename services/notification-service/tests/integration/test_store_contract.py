@@ -365,3 +365,75 @@ def test_a_delivery_done_or_retried_later(store):
     with store.transaction() as tx:
         assert tx.deliveries_due(T0 + 9 * HOUR, 10) == []
         assert [d["status"] for d in tx.deliveries_of("pr-2") + tx.deliveries_of("pr-3")] == ["failed", "skipped"]
+
+
+# -- the bulk forms a batch of events uses ---------------------------------------------------
+
+def test_views_and_prompts_of_many_plans_read_and_written_at_once(store):
+    with store.transaction() as tx:
+        tx.save_views([(f"p{i}", i, {"plan_id": f"p{i}", "n": i, "text": "Å ha noe å stå opp til 😀", "lone": "\ud800"},
+                        T0 + i * HOUR) for i in range(1, 4)])
+        tx.insert_prompts([prompt(plan_id=f"p{i}", subject=f"s{j}") for i in (1, 2) for j in range(3)])
+    with store.transaction() as tx:
+        views = tx.load_views(["p3", "p1", "nobody", "p2", "p1"])
+        assert set(views) == {"p1", "p2", "p3"} and views["p2"] == {"plan_id": "p2", "n": 2,
+                                                                   "text": "Å ha noe å stå opp til 😀", "lone": "\ud800"}
+        prompts = tx.prompts_of_plans(["p1", "p2", "p3"])
+        assert set(prompts) == {"p1", "p2"} and sorted(p.subject for p in prompts["p1"]) == ["s0", "s1", "s2"]
+        assert tx.views_due(T0 + 10 * HOUR, 10) == ["p1", "p2", "p3"]
+        tx.save_views([("p1", 9, {"plan_id": "p1", "closed": True}, None)])  # replaced whole
+        assert tx.load_views([]) == {} and tx.prompts_of_plans([]) == {}
+    with store.transaction() as tx:
+        assert tx.load_views(["p1"]) == {"p1": {"plan_id": "p1", "closed": True}}
+        assert tx.views_due(T0 + 10 * HOUR, 10) == ["p2", "p3"]
+
+
+def test_more_plans_than_one_query_takes(store):
+    ids = [f"plan-{i:04d}" for i in range(1234)]
+    with store.transaction() as tx:
+        tx.save_views([(plan_id, 1, {"plan_id": plan_id}, None) for plan_id in ids])
+        tx.insert_prompts([prompt(plan_id=plan_id) for plan_id in ids])
+    with store.transaction() as tx:
+        assert len(tx.load_views(ids)) == 1234 and len(tx.prompts_of_plans(ids)) == 1234
+
+
+def test_a_bulk_insert_with_a_taken_key_fails_whole(store):
+    with store.transaction() as tx:
+        tx.insert_prompt(prompt(subject="taken"))
+    with pytest.raises((DuplicateKey, sqlite3.IntegrityError, psycopg.IntegrityError)), store.transaction() as tx:
+        tx.insert_prompts([prompt(subject="new"), prompt(subject="taken")])
+    with store.transaction() as tx:
+        assert tx.count_prompts() == 1
+
+
+def test_prompts_changed_in_bulk(store):
+    a, b, acked = prompt(subject="a"), prompt(subject="b"), prompt(subject="acked")
+    with store.transaction() as tx:
+        tx.insert_prompts([a, b, acked])
+        tx.acknowledge(acked.id, T0)
+    with store.transaction() as tx:
+        tx.resolve_prompts([a.id, acked.id], T0 + HOUR)  # the acknowledged one stays so
+        tx.set_recipients([(a.id, "k2"), (b.id, None)])
+        tx.set_details_of([(b.id, {"strategy": "Ring"}), (acked.id, {"x": 1})])
+        tx.resolve_prompts([], T0)
+        tx.set_recipients([])
+        tx.set_details_of([])
+    with store.transaction() as tx:
+        ra, rb, rk = tx.prompt(a.id), tx.prompt(b.id), tx.prompt(acked.id)
+        assert (ra.status, ra.resolved_at, ra.recipient) == (PromptStatus.RESOLVED, T0 + HOUR, "k2")
+        assert (rb.status, rb.recipient, rb.details) == (PromptStatus.OPEN, None, {"strategy": "Ring"})
+        assert (rk.status, rk.resolved_at, rk.details) == (PromptStatus.ACKNOWLEDGED, None, {"x": 1})
+
+
+def test_deliveries_and_positions_in_bulk(store):
+    p = prompt()
+    with store.transaction() as tx:
+        tx.insert_prompt(p)
+        tx.enqueue_deliveries([(p.id, "webhook", DeliveryKind.NEW), (p.id, "email", DeliveryKind.NEW)], T0)
+        tx.enqueue_deliveries([(p.id, "webhook", DeliveryKind.NEW)], T0 + HOUR)  # again: nothing new
+        tx.set_positions("kafka", {0: 10, 3: 7})
+        tx.set_positions("kafka", {3: 9})
+        tx.set_positions("kafka", {})
+    with store.transaction() as tx:
+        assert sorted(d["channel"] for d in tx.deliveries_of(p.id)) == ["email", "webhook"]
+        assert tx.positions("kafka") == {0: 10, 3: 9}

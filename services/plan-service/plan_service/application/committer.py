@@ -92,8 +92,16 @@ class GroupCommitter:
             self.batches += 1
             self.items += len(batch)
             self._save_batch(batch)
-            for callback in self.on_saved:
+            self._saved()
+
+    def _saved(self) -> None:
+        """After a batch committed: tell whoever waits for commits (the relay's wake-up). A
+        callback's failure is logged and costs only that wake-up: never this thread."""
+        for callback in self.on_saved:
+            try:
                 callback()
+            except Exception as e:  # noqa: BLE001 - see above; the relay polls as a fallback
+                log.warning("a commit callback failed", extra={"error_type": type(e).__name__})
 
     def _save_batch(self, batch: list[_Item]) -> None:
         if len(batch) == 1:

@@ -19,8 +19,15 @@ def serve(config: Config) -> None:
         from plan_service.web.app import create_app
 
         logs.configure("plan-service", config.log_level)
-        app = create_app(config, bootstrap(config, migrate=False))
-        app.extensions["careplan"].start_relay()  # in each worker; one wins the leader lock
+        services = bootstrap(config, migrate=False)
+        app = create_app(config, services)
+        services.start_relay()  # in each worker; one wins the leader lock
+        if services.relay is None and config.kafka_bootstrap_servers and config.persistence == "postgres":
+            # The relay runs elsewhere (`plan-service relay`): wake it after each commit here.
+            from plan_service.bootstrap import positions_for
+
+            signal = positions_for(config, config.kafka_topic).commit_signal()
+            services.plans.committer.on_saved.append(signal.send)
         return app
 
     base = f"http://{config.host}:{config.port}"

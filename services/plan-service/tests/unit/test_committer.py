@@ -7,6 +7,7 @@ import uuid
 
 import pytest
 
+from careplan_testing import wait_for
 from plan_service.application.committer import GroupCommitter
 
 
@@ -119,3 +120,18 @@ def test_errors_reach_the_caller():
 
     with pytest.raises(ValueError):
         GroupCommitter(save).save(Agg(uuid.uuid4(), ["x"]))
+
+
+def test_a_failing_commit_callback_costs_only_that_wake_up():
+    store = FakeStore()
+    committer = GroupCommitter(store.save)
+    woken: list[int] = []
+
+    def broken() -> None:
+        raise RuntimeError("the relay's wake-up could not be sent")
+
+    committer.on_saved += [broken, lambda: woken.append(1)]
+    committer.save(Agg(uuid.uuid4(), ["a"]))
+    committer.save(Agg(uuid.uuid4(), ["b"]))  # the committing thread is still there
+    assert store.saved == ["a", "b"]
+    assert wait_for(lambda: len(woken) == 2, timeout=5)  # (callbacks run after the answers)

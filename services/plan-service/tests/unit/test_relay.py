@@ -83,3 +83,46 @@ def test_only_one_relay_leads():
     second.start()
     second.join()
     assert results == [False]
+
+
+class Signal:
+    """A commit signal that only counts (PostgresCommitSignal carries it across processes)."""
+
+    def __init__(self):
+        self.sent = 0
+        self.listeners: list = []
+
+    def send(self) -> None:
+        self.sent += 1
+
+    def start_listening(self, on_signal) -> threading.Event:
+        self.listeners.append(on_signal)
+        return threading.Event()
+
+
+def test_a_commit_wakes_the_relay_here_and_signals_the_leader_elsewhere():
+    signal = Signal()
+    relay = Relay(app_with_events(1), Broker(), MemoryPositions(), signal=signal)
+    relay.wakeup.set()  # this process does not lead: the leader is elsewhere, signal it
+    assert relay.wakeup.is_set() and signal.sent == 1
+    relay.is_leader = True
+    relay.wakeup.set()  # this process leads: nobody else relays, nothing to send
+    assert signal.sent == 1
+    assert Relay(app_with_events(1), Broker(), MemoryPositions()).signal is None  # in-process only: no signal
+
+
+def test_the_leader_listens_for_signals_while_it_leads():
+    signal = Signal()
+    app, broker = app_with_events(3), Broker()
+    relay = Relay(app, broker, MemoryPositions(), signal=signal, poll_interval=30)
+    thread, stop = relay.start_thread()
+    try:
+        assert wait_for(lambda: len(broker.messages) == 3 and signal.listeners, timeout=10)
+        plan_id = broker.messages[0].plan_id
+        app.record(plan_id, [("WhatMattersRecorded", {"text": "more", "language": "nb"})], actor=ACTOR)
+        signal.listeners[0]()  # a notification from another process's commit
+        assert wait_for(lambda: len(broker.messages) == 4, timeout=5)  # long before the 30 s poll
+    finally:
+        stop.set()
+        relay.wakeup.set_here()
+        thread.join(5)
