@@ -38,8 +38,10 @@ fuzz: $(STAMP)
 	SCHEMATHESIS_SEED=$$seed SCHEMATHESIS_MAX_EXAMPLES=$(or $(EXAMPLES),2000) \
 		$(BIN)/pytest -p no:cacheprovider -q tests/test_schemathesis.py
 
+## bench: the write path's figures side by side (wrk, pgbench; PostgreSQL and Kafka from infra/, stopped
+## again if it started them), one table each, medians of 3 rounds; ~10-15 min (README, "Benchmarks")
 bench: $(STAMP)
-	@ls bench/*.py >/dev/null 2>&1 && for b in bench/*.py; do $(BIN)/python $$b; done
+	@bench/run
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .hypothesis
