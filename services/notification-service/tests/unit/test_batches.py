@@ -21,7 +21,7 @@ from notification_service.adapters import memory_store
 from notification_service.adapters.memory_store import MemoryStore
 from notification_service.application import service as service_module
 from notification_service.application.consumer import Consumer
-from notification_service.application.service import ManualClock, Notifications, _new_id
+from notification_service.application.service import ManualClock, Notifications
 from notification_service.domain import view as view_module
 from notification_service.domain.records import Record
 from notification_service.domain.rules import Settings
@@ -196,14 +196,6 @@ def test_a_view_half_changed_by_a_failing_event_is_rebuilt_as_it_was(stream, mon
     assert view.coordinator_id == "k0" and set(view.meetings) == {"m1", "m3"}
 
 
-def test_prompt_ids_are_version_4_uuids():
-    ids = {_new_id() for _ in range(1000)}  # (several refills of its buffer)
-    assert len(ids) == 1000
-    for made in ids:
-        parsed = uuid.UUID(hex=made)
-        assert parsed.hex == made and parsed.version == 4 and parsed.variant == uuid.RFC_4122
-
-
 JSONISH = st.recursive(
     st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=4), st.sampled_from(["$dt", "$d", "$$x", "$"]),
               st.datetimes(timezones=st.just(timezone.utc)), st.dates(),
@@ -287,19 +279,3 @@ def test_a_service_gc_setting_is_made_once_the_worker_starts():
 
 def test_outcomes_are_shared_values():
     assert service_module._PROCESSED_OUTCOMES[(1, 0)] == service_module.Outcome(service_module.OutcomeStatus.PROCESSED, 1, 0)
-
-
-def test_a_forked_child_does_not_hand_out_its_parents_ids():
-    import os
-
-    _new_id()  # the parent holds random bytes not handed out yet
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: its next id, to the parent
-        os.write(write, _new_id().encode())
-        os._exit(0)
-    os.close(write)
-    os.waitpid(pid, 0)
-    child = os.read(read, 64).decode()
-    os.close(read)
-    assert child != _new_id() and len(child) == 32
