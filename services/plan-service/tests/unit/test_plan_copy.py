@@ -18,11 +18,10 @@ from enum import Enum
 from typing import Any
 
 import pytest
-from pyrsistent import PMap
 
 from plan_service.domain.errors import DomainError
 from plan_service.domain.event_types import COMMANDS, REGISTRY
-from plan_service.domain.plan import IndividualPlan, plain_state
+from plan_service.domain.plan import IndividualPlan, OrderedPMap, plain_state
 
 T0 = datetime(2026, 1, 5, tzinfo=timezone.utc)
 META = {"recorded_by": {"role": "clinician", "id": "c1"}, "occurred_at": T0}
@@ -89,7 +88,7 @@ def fingerprint(value: Any) -> Any:
     equal before and after only if nothing was changed in place (or swapped on the object)."""
     if isinstance(value, IndividualPlan):
         return ("plan", id(value), fingerprint(value.__dict__))
-    if isinstance(value, Mapping):  # a dict, or the plan's persistent maps (PMap)
+    if isinstance(value, Mapping):  # a dict, or the plan's persistent maps (OrderedPMap)
         return (type(value).__name__, id(value), tuple((k, fingerprint(v)) for k, v in value.items()))
     if isinstance(value, list):
         return ("list", id(value), tuple(fingerprint(v) for v in value))
@@ -218,7 +217,7 @@ def test_a_long_section_is_shared_not_copied():
     plan.collect_events()
     work = copy.copy(plan)
     work.give_information(information_id="new", topic="rights", form="oral", description="x", **meta(2))
-    assert isinstance(work.information, PMap) and len(work.information) == len(plan.information) + 1
+    assert isinstance(work.information, OrderedPMap) and len(work.information) == len(plan.information) + 1
     assert all(work.information[k] is v for k, v in plan.information.items())
     assert "new" not in plan.information
 
@@ -230,8 +229,37 @@ def test_maps_from_a_snapshot_are_plain_dicts_until_changed():
     assert all(type(v) is dict for k, v in state.items() if k in ("goals", "consents", "evaluations"))
     loaded = object.__new__(IndividualPlan)
     loaded.__dict__ = {**state, "_pending_events": []}
-    assert loaded == plan  # a dict equals a PMap with the same items
+    assert loaded == plan  # a dict equals an OrderedPMap with the same items
     before = fingerprint(loaded)
     work = copy.copy(loaded)
     work.achieve_goal(goal_id="g1", **META)
-    assert fingerprint(loaded) == before and isinstance(work.goals, PMap) and type(work.consents) is dict
+    assert fingerprint(loaded) == before and isinstance(work.goals, OrderedPMap) and type(work.consents) is dict
+
+
+def test_sections_keep_the_order_entries_were_recorded_in():
+    """Readers see goals, participants, ... in the order they were recorded, in every process:
+    a bare hash map would list them in an order that changes with the process's hash seed."""
+    ids = [f"goal-{n:02d}-{chr(122 - n % 26)}" for n in range(40)]
+    plan = opened()
+    for goal_id in ids:
+        plan.set_goal(goal_id=goal_id, text="x", expressed_by="patient", target_date=None, **meta(1))
+    plan.abandon_goal(goal_id=ids[3], reason=None, **meta(2))  # changing one keeps its place
+    assert list(plan.goals) == ids
+    plan.collect_events()
+    loaded = object.__new__(IndividualPlan)  # from a snapshot: plain dicts, then changed again
+    loaded.__dict__ = {**plain_state(vars(plan)), "_pending_events": []}
+    work = copy.copy(loaded)
+    work.set_goal(goal_id="goal-last", text="x", expressed_by="patient", target_date=None, **meta(3))
+    assert list(work.goals) == [*ids, "goal-last"]
+    for relative in ("r-z", "r-a", "r-m"):
+        work.add_participant(participant_id=relative, kind="relative", name=None, relation=None,
+                             service_level=None, **meta(3))
+    work.remove_participant(participant_id="r-a", reason=None, **meta(4))
+    assert [p for p in work.participants if p.startswith("r-")] == ["r-z", "r-m"]
+
+
+def test_an_ordered_map_is_a_mapping_equal_to_its_dict():
+    m = OrderedPMap().set("b", 1).set("a", 2).set("b", 3)
+    assert list(m) == ["b", "a"] and m == {"a": 2, "b": 3} and dict(m) == {"b": 3, "a": 2}
+    assert m.discard("missing") is m and list(m.discard("b")) == ["a"] and "b" in m
+    assert OrderedPMap.of([("x", 1), ("y", 2)]) == {"x": 1, "y": 2}
