@@ -26,8 +26,8 @@ whatever the plan's length (a dict copied per event cost 60 us at 5,000 entries 
 participants, ... in the order they were recorded): a bare ``PMap`` iterates in hash order,
 which differs from process to process. A plan loaded from a snapshot holds plain dicts until
 an event changes them (``_put`` turns a dict into an OrderedPMap once, in its order);
-snapshots store plain dicts (``plain_state``), so their stored form is what it always was. The short lists (what matters, service levels)
-are copied whole when they grow.
+snapshots store plain dicts (``plain_state``), so their stored form is what it always was.
+The short lists (what matters, service levels) are copied whole when they grow.
 """
 
 from __future__ import annotations
