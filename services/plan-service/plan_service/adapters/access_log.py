@@ -36,7 +36,7 @@ class AccessEntry:
     subject: str
     role: str
     on_behalf_of: str | None
-    action: str  # read_plan | read_plan_as_of | read_timeline | read_access_log | write_events | open_plan
+    action: str  # read_plan | read_plan_as_of | read_plan_fhir[_as_of] | read_timeline | read_access_log | write_events | open_plan
     result: str  # allowed | denied | not_found | rejected | unavailable (refused: could not be logged)
     status: int
 

@@ -50,9 +50,11 @@ class Access:
         return lambda plan: policy.decide(action, self.caller, plan, datetime.now(timezone.utc)).allowed
 
 
-def authorize(action: str, plan_id: uuid.UUID | None = None, principal: Principal | None = None) -> Access:
+def authorize(action: str, plan_id: uuid.UUID | None = None, principal: Principal | None = None,
+              logged_as: str | None = None) -> Access:
     """The policy's answer for this request: the bearer token's caller (API), or ``principal``
-    (the pages: the person signed in to the session). Refused: 403; the attempt is logged."""
+    (the pages: the person signed in to the session). Refused: 403; the attempt is logged, as
+    ``logged_as`` when given (the same action through another representation, e.g. FHIR)."""
     principal = principal or authenticate()
     caller = Caller(principal.role, principal.subject)
     now = datetime.now(timezone.utc)
@@ -65,7 +67,7 @@ def authorize(action: str, plan_id: uuid.UUID | None = None, principal: Principa
         # cached plan, no round trip (record() finds a stale one at commit and asks
         # Access.allows again on the newer version); refused on it, the store's plan decides.
         plan = plans.get_plan(plan_id, fresh=not write)
-        g.access_attempt = (action, str(plan_id), principal)
+        g.access_attempt = (action, str(plan_id), principal, logged_as)
     decision = policy.decide(action, caller, plan, now)
     if not decision.allowed and write and plan is not None:
         plan = plans.get_plan(plan_id)
@@ -76,14 +78,15 @@ def authorize(action: str, plan_id: uuid.UUID | None = None, principal: Principa
     return Access(principal, plan, decision.sections)
 
 
-def requires(action: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def requires(action: str, logged_as: str | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Check the caller before anything else of the request is looked at (so 401/403 come
-    before 422), and give the view ``access=``. Put it above flask-smorest's decorators."""
+    before 422), and give the view ``access=``. Put it above flask-smorest's decorators.
+    ``logged_as``: the access log's name for it, when not the action's own (ACTIONS)."""
 
     def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(view)
         def checked(*args: Any, **kwargs: Any) -> Any:
-            return view(*args, access=authorize(action, kwargs.get("plan_id")), **kwargs)
+            return view(*args, access=authorize(action, kwargs.get("plan_id"), logged_as=logged_as), **kwargs)
 
         return checked
 
@@ -96,11 +99,11 @@ def log_access(response: Any) -> Any:
     attempt = g.get("access_attempt")
     if attempt is None:
         return response
-    action, plan_id, principal = attempt
+    action, plan_id, principal, logged_as = attempt
     status = response.status_code
-    name = ACTIONS[action]
+    name = logged_as or ACTIONS[action]
     if action == "plan.read" and request.args.get("as_of"):
-        name = "read_plan_as_of"
+        name += "_as_of"
     result = ("allowed" if status < 400 else "denied" if status in (401, 403)
               else "not_found" if status == 404 else "rejected")
     entry = AccessEntry(now_iso(datetime.now(timezone.utc)), plan_id, principal.subject, principal.role,

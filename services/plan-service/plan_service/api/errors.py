@@ -58,7 +58,7 @@ def install(app: Flask) -> None:
         if isinstance(error, OpenPlanExists):
             # The answer tells the caller the patient has a plan: that is a look at it, logged.
             if g.get("principal") is not None:
-                g.access_attempt = ("plan.create", str(error.plan_id), g.principal)
+                g.access_attempt = ("plan.create", str(error.plan_id), g.principal, None)
             return problem(409, "Conflict", f"{error.message}. Nothing was stored.",
                            type_=TYPE + "open-plan-exists", errors=field_errors, index=e.index,
                            open_plan_id=str(error.plan_id))

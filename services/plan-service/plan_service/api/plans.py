@@ -67,7 +67,7 @@ def _json_body() -> Any:
         abort(400, message="the body is not valid JSON", errors={"_body": [str(e)]})
 
 
-def _idempotency(principal_subject: str) -> Idempotency | None:
+def idempotency(principal_subject: str) -> Idempotency | None:
     key = request.headers.get("Idempotency-Key")
     if key is None:
         return None
@@ -78,7 +78,7 @@ def _idempotency(principal_subject: str) -> Idempotency | None:
                        fingerprint(request.method, request.path, request.get_data(cache=True)))
 
 
-def _expected_version() -> int | None:
+def expected_version() -> int | None:
     value = request.headers.get("If-Match")
     if value is None or value.strip() == ANY_VERSION:  # RFC 9110: any current version
         return None
@@ -98,7 +98,7 @@ def _plan_url(plan_id: uuid.UUID) -> str:
 _EVENT_REF = tuple(schemas.EventRef().fields)  # version, type, event_id
 
 
-def _write_response(outcome: Outcome) -> Response:
+def write_response(outcome: Outcome) -> Response:
     """201 with schemas.WriteResult's fields, serialised once (outcome.events are event refs
     already in their JSON form: version, type, event_id)."""
     headers = {"ETag": f'"{outcome.version}"', "Location": _plan_url(outcome.plan_id)}
@@ -110,7 +110,7 @@ def _write_response(outcome: Outcome) -> Response:
 
 
 @functools.lru_cache(maxsize=64)
-def _plan_out(only: tuple[str, ...] | None) -> schemas.PlanOut:
+def plan_out(only: tuple[str, ...] | None) -> schemas.PlanOut:
     """One PlanOut per set of fields shown (a few: by the sections of the policy), made once:
     making a schema costs more than dumping a plan with it. Dumping keeps no state in it."""
     return schemas.PlanOut(only=only)
@@ -126,9 +126,9 @@ class Plans(MethodView):
     def post(self, args: dict[str, Any], access: Access):
         """Open an individual plan (records PlanOpened)"""
         principal = access.principal
-        outcome = _plans().open_plan(actor=principal.actor, idempotency=_idempotency(principal.subject),
+        outcome = _plans().open_plan(actor=principal.actor, idempotency=idempotency(principal.subject),
                                      **args)
-        return _write_response(outcome)
+        return write_response(outcome)
 
 
 @blp.route("/<uuid:plan_id>")
@@ -142,7 +142,7 @@ class Plan(MethodView):
         sections their current consent covers)"""
         plan = _plans().get_plan(plan_id, as_of=args["as_of"]) if args["as_of"] else access.plan
         assert plan is not None  # the route names a plan, so requires() loaded it
-        body = _plan_out(projection.plan_fields(access.sections)).dump(plan)
+        body = plan_out(projection.plan_fields(access.sections)).dump(plan)
         # a Response passes flask-smorest's dumping untouched: the fields are already chosen
         return make_response(body, 200, {"ETag": f'"{plan.version}"'})
 
@@ -172,16 +172,16 @@ class PlanEvents(MethodView):
         if refused:
             abort(403, message=f"the role {principal.role} records "
                                f"{', '.join(policy.recordable_by(principal.role))}; not {', '.join(refused)}")
-        expected = _expected_version()
+        expected = expected_version()
         try:
             outcome = _plans().record(plan_id, items, actor=principal.actor,
                                       expected_version=expected,
-                                      idempotency=_idempotency(principal.subject), plan=access.plan,
+                                      idempotency=idempotency(principal.subject), plan=access.plan,
                                       allowed=access.allows("plan.write"))
         except EventRejected as e:
             e.in_list = isinstance(body, list)
             raise
-        return _write_response(outcome)
+        return write_response(outcome)
 
 
 @blp.route("/<uuid:plan_id>/timeline")

@@ -10,6 +10,9 @@ from plan_service.adapters.access_log import AccessEntry
 WHAT: dict[str, tuple[str, str]] = {
     "read_plan": ("read the plan", "read the plan"),
     "read_plan_as_of": ("read an earlier version of the plan", "read an earlier version of the plan"),
+    "read_plan_fhir": ("read the plan as a FHIR bundle", "read the plan as a FHIR bundle"),
+    "read_plan_fhir_as_of": ("read an earlier version of the plan as a FHIR bundle",
+                             "read an earlier version of the plan as a FHIR bundle"),
     "read_timeline": ("read the plan's timeline", "read the plan's timeline"),
     "read_access_log": ("read this access log", "read this access log"),
     "write_events": ("recorded changes in the plan", "record changes in the plan"),

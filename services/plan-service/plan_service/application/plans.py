@@ -610,6 +610,15 @@ class PlanApplication(Application):
             if before < 1:
                 raise PlanNotFound(plan_id)
 
+    def history(self, plan_id: uuid.UUID, *, up_to: int | None = None,
+                visible: Callable[[str], bool] | None = None) -> list[IndividualPlan.Event]:
+        """The plan's events, oldest first, up to version ``up_to`` (all: None), those of the
+        types ``visible`` passes (a relative's consented sections)."""
+        events = cast(list[IndividualPlan.Event], list(self.events.get(plan_id, lte=up_to)))
+        if not events:
+            raise PlanNotFound(plan_id)
+        return [e for e in events if visible is None or visible(event_type(e))]
+
     def timeline(self, plan_id: uuid.UUID, *, before: int | None = None, limit: int = 50,
                  visible: Callable[[str], bool] | None = None) -> tuple[list[IndividualPlan.Event], int | None]:
         """Newest first; the second value is the cursor for the next page, if any. With a

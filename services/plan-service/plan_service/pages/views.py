@@ -281,6 +281,10 @@ def timeline(plan_id: uuid.UUID):
 ACTION_WORDS = {
     "read_plan": (_l("read the plan"), _l("tried to read the plan")),
     "read_plan_as_of": (_l("read an earlier version of the plan"), _l("tried to read an earlier version of the plan")),
+    "read_plan_fhir": (_l("read the plan in FHIR format (for health record systems)"),
+                       _l("tried to read the plan in FHIR format (for health record systems)")),
+    "read_plan_fhir_as_of": (_l("read an earlier version of the plan in FHIR format"),
+                             _l("tried to read an earlier version of the plan in FHIR format")),
     "read_timeline": (_l("read the plan's timeline"), _l("tried to read the plan's timeline")),
     "read_access_log": (_l("read this list of who has seen the plan"), _l("tried to read this list")),
     "write_events": (_l("recorded changes in the plan"), _l("tried to record changes in the plan")),

@@ -8,7 +8,7 @@ from flask_smorest import Api
 from careplan_shared import logs, openapi, problem, web
 from careplan_shared.authentication import install_auth_failure_limit
 from plan_service import pages
-from plan_service.api import authorization, errors, feed, health, plans
+from plan_service.api import authorization, errors, feed, fhir, health, plans
 from plan_service.bootstrap import Services, bootstrap
 from plan_service.config import Config
 
@@ -44,6 +44,7 @@ def create_app(config: Config | None = None, services: Services | None = None) -
     plans.register_event_schemas(api.spec)
     api.register_blueprint(plans.blp)
     api.register_blueprint(feed.blp)
+    api.register_blueprint(fhir.blp)
     app.register_blueprint(health.blp)
     web.install_swagger_assets(app)
     pages.install(app, config)  # after web.install: the pages' own security headers win
