@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+
 import pytest
 
-from plan_service.application.plans import PlanApplication
+from plan_service.application.plans import ConcurrentWrite, PlanApplication
 from plan_service.bootstrap import bootstrap
 from plan_service.config import Config
 
@@ -29,3 +32,35 @@ def make_app(request, tmp_path):
     yield make
     for app in apps:
         app.close()
+
+
+def write_concurrently(writers: int, rounds: int, write: Callable[[int, int], object]) -> list[str]:
+    """``writers`` threads, started together, each calling ``write(writer, round)`` ``rounds``
+    times: "ok" for each that returned, "conflict" for each ConcurrentWrite (409)."""
+    results: list[str] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(writers)
+
+    def writer(n: int) -> None:
+        barrier.wait()
+        for i in range(rounds):
+            try:
+                write(n, i)
+                outcome = "ok"
+            except ConcurrentWrite:
+                outcome = "conflict"
+            with lock:
+                results.append(outcome)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(writers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
+@pytest.fixture
+def concurrently() -> Callable[[int, int, Callable[[int, int], object]], list[str]]:
+    """write_concurrently, for the tests of two instances writing one plan."""
+    return write_concurrently

@@ -3,14 +3,12 @@ PostgreSQL joins the parametrisation when it is configured)."""
 
 from __future__ import annotations
 
-import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from plan_service.application.plans import (
-    ConcurrentWrite,
     Idempotency,
     PlanApplication,
     VersionMismatch,
@@ -97,30 +95,14 @@ def test_group_commit_many_plans_from_many_threads(make_app):
     assert positions == list(range(1, len(positions) + 1)), "the log has no gaps"
 
 
-def test_concurrent_writers_on_one_plan_each_get_their_own_answer(make_app):
+def test_concurrent_writers_on_one_plan_each_get_their_own_answer(make_app, concurrently):
     app, other = make_app(), make_app()
     plan_id = open_plan(app)
-    results: list[str] = []
-    lock = threading.Lock()
-    barrier = threading.Barrier(8)
 
-    def write(n: int) -> None:
-        target = app if n % 2 else other
-        barrier.wait()
-        for i in range(10):
-            try:
-                target.record(plan_id, [note(f"w{n}-{i}")], actor=ACTOR)
-                outcome = "ok"
-            except ConcurrentWrite:
-                outcome = "conflict"
-            with lock:
-                results.append(outcome)
+    def write(n: int, i: int) -> None:
+        (app if n % 2 else other).record(plan_id, [note(f"w{n}-{i}")], actor=ACTOR)
 
-    threads = [threading.Thread(target=write, args=(n,)) for n in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results = concurrently(8, 10, write)
     stored = list(make_app().events.get(plan_id))
     assert len(stored) == 1 + results.count("ok")
     assert [e.originator_version for e in stored] == list(range(1, len(stored) + 1))
