@@ -102,7 +102,7 @@ def test_several_migrate_processes_at_once_on_postgres(fresh_schemas, tmp_path):
     assert {PLAN_VERSION_TABLE, NOTIFICATION_VERSION_TABLE} <= tables
     assert not {t for t in tables if "version" in t} - {PLAN_VERSION_TABLE, NOTIFICATION_VERSION_TABLE}
     assert sorted(schema.rows(f"SELECT version_num FROM {PLAN_VERSION_TABLE}")) == [("a0001",), ("e0001",)]
-    assert schema.rows(f"SELECT version_num FROM {NOTIFICATION_VERSION_TABLE}") == [("n0002",)]
+    assert schema.rows(f"SELECT version_num FROM {NOTIFICATION_VERSION_TABLE}") == [("n0003",)]
     # once more: nothing to do, the same revisions
     again = subprocess.run(commands[0], env=env, capture_output=True, text=True, timeout=60, check=False)
     assert again.returncode == 0 and "e0001" in again.stdout and "a0001" in again.stdout
@@ -170,7 +170,7 @@ def test_instances_with_several_workers_start_at_once_on_a_fresh_database(fresh_
                 assert "Worker failed to boot" not in server.logs() and "Traceback" not in server.logs(), \
                     server.logs()[-3000:]
             assert sorted(schema.rows(f"SELECT version_num FROM {PLAN_VERSION_TABLE}")) == [("a0001",), ("e0001",)]
-            assert schema.rows(f"SELECT version_num FROM {NOTIFICATION_VERSION_TABLE}") == [("n0002",)]
+            assert schema.rows(f"SELECT version_num FROM {NOTIFICATION_VERSION_TABLE}") == [("n0003",)]
         finally:
             with ThreadPoolExecutor(len(servers)) as pool:
                 list(pool.map(lambda s: s.stop(), servers))

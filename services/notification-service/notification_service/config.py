@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -19,16 +21,37 @@ VARIABLES = (
     "CAREPLAN_DATA_DIR", "CAREPLAN_DEV_KEY_FILE", "NOTIFICATION_SERVICE_HOST", "NOTIFICATION_SERVICE_PORT",
     "NOTIFICATION_SERVICE_PERSISTENCE", "NOTIFICATION_SERVICE_SQLITE_PATH", "NOTIFICATION_SERVICE_DATABASE_URL",
     "NOTIFICATION_TRANSPORT", "PLAN_SERVICE_URL", "NOTIFICATION_FEED_TOKEN", "KAFKA_BOOTSTRAP_SERVERS",
-    "KAFKA_TOPIC", "NOTIFICATION_KAFKA_GROUP", "NOTIFICATION_TICK_SECONDS", "NOTIFICATION_PUBLIC_URL",
+    "KAFKA_TOPIC", "NOTIFICATION_KAFKA_GROUP", "NOTIFICATION_KAFKA_INSTANCE_ID", "NOTIFICATION_TICK_SECONDS",
+    "NOTIFICATION_PUBLIC_URL",
     "NOTIFICATION_PLAN_PAGES_URL",
     "NOTIFICATION_EVALUATION_INTERVAL_DAYS", "NOTIFICATION_EVALUATION_GRACE_DAYS",
     "NOTIFICATION_WRITTEN_INFO_DAYS", "NOTIFICATION_CONSENT_WARNING_DAYS", "NOTIFICATION_NO_SHOW_GRACE_HOURS",
+    "NOTIFICATION_INACTIVE_DAYS", "NOTIFICATION_UNASSIGNED_RECIPIENT",
     "NOTIFICATION_TIMEZONE", "NOTIFICATION_WEBHOOK_URL", "NOTIFICATION_WEBHOOK_SECRET",
     "NOTIFICATION_SMTP_HOST", "NOTIFICATION_SMTP_PORT", "NOTIFICATION_SMTP_SENDER",
     "NOTIFICATION_EMAIL_ADDRESS_TEMPLATE", "NOTIFICATION_WORKER", "LOG_LEVEL",
     "NOTIFICATION_ENCRYPTION_KEY", "NOTIFICATION_ENCRYPTION_KEY_FILE",
     *(v for v in LOGIN_VARIABLES if not v.startswith("OIDC_")),  # the pages' sessions (pages/settings.py)
 )
+
+
+INSTANCE_ID_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,249}")
+
+
+def kafka_instance_id(env: Mapping[str, str], port: int) -> str | None:
+    """The consumer's static group membership id (adapters/sources.py): NOTIFICATION_KAFKA_INSTANCE_ID,
+    by default this host's name and the service's port (stable across restarts, different for
+    every instance on a host); "off": a dynamic member."""
+    value = env.get("NOTIFICATION_KAFKA_INSTANCE_ID")
+    if value is None:
+        value = re.sub(r"[^A-Za-z0-9._-]", "-", f"{socket.gethostname()}-{port}")[-249:]
+    value = value.strip()
+    if value.lower() == "off":
+        return None
+    if not INSTANCE_ID_PATTERN.fullmatch(value) or value in (".", ".."):
+        raise ConfigError("NOTIFICATION_KAFKA_INSTANCE_ID must be 1-249 of A-Z a-z 0-9 . _ - (or \"off\"), "
+                          "and different for every instance in the group")
+    return value
 
 
 def encryption_key_from_env(env: Mapping[str, str]) -> str | None:
@@ -71,6 +94,7 @@ class Config:
     kafka_bootstrap_servers: str | None = None
     kafka_topic: str = "careplan.plan-events.v1"
     kafka_group: str = "notification-service"
+    kafka_instance_id: str | None = None  # static group membership; None: dynamic
     tick_seconds: int = 30
     public_url: str = "http://127.0.0.1:8082"
     rules: Settings = field(default_factory=Settings)
@@ -127,6 +151,10 @@ class Config:
             ZoneInfo(timezone)
         except (ZoneInfoNotFoundError, ValueError):
             raise ConfigError(f"NOTIFICATION_TIMEZONE {timezone!r} is not a known time zone") from None
+        unassigned = env.get("NOTIFICATION_UNASSIGNED_RECIPIENT", "koordinerende-enhet").strip()
+        if not unassigned or len(unassigned) > 200 or not unassigned.isprintable() or any(c.isspace() for c in unassigned):
+            raise ConfigError("NOTIFICATION_UNASSIGNED_RECIPIENT must be an inbox (coordinator) id: "
+                              "1-200 printable characters, no spaces")
         days = lambda name, default: timedelta(days=env_int(env, name, default, 0, 3650))  # noqa: E731
         sqlite_path, key_file = env.get("NOTIFICATION_SERVICE_SQLITE_PATH"), env.get("CAREPLAN_DEV_KEY_FILE")
         plan_service_url = env.get("PLAN_SERVICE_URL", "http://127.0.0.1:8081")
@@ -148,6 +176,7 @@ class Config:
             kafka_bootstrap_servers=kafka,
             kafka_topic=env.get("KAFKA_TOPIC", "careplan.plan-events.v1"),
             kafka_group=env.get("NOTIFICATION_KAFKA_GROUP", "notification-service"),
+            kafka_instance_id=kafka_instance_id(env, env_int(env, "NOTIFICATION_SERVICE_PORT", 8082, 0, 65535)),
             tick_seconds=env_int(env, "NOTIFICATION_TICK_SECONDS", 30, 1, 86400),
             public_url=env.get("NOTIFICATION_PUBLIC_URL", "http://127.0.0.1:8082"),
             rules=Settings(
@@ -156,6 +185,8 @@ class Config:
                 written_information_after=days("NOTIFICATION_WRITTEN_INFO_DAYS", 7),
                 consent_warning=days("NOTIFICATION_CONSENT_WARNING_DAYS", 14),
                 no_show_grace=timedelta(hours=env_int(env, "NOTIFICATION_NO_SHOW_GRACE_HOURS", 0, 0, 720)),
+                inactive_after=timedelta(days=env_int(env, "NOTIFICATION_INACTIVE_DAYS", 90, 1, 3650)),
+                unassigned_recipient=unassigned,
                 timezone=timezone,
             ),
             webhook_url=webhook,

@@ -68,7 +68,8 @@ def _prompt(row: Row) -> Prompt:
         recipient=row["recipient"], status=PromptStatus(row["status"]), due_at=_at(row["due_at"]),
         escalate_at=from_ts(row["escalate_at"]), escalated_at=from_ts(row["escalated_at"]),
         created_at=_at(row["created_at"]), acknowledged_at=from_ts(row["acknowledged_at"]),
-        resolved_at=from_ts(row["resolved_at"]), details=json.loads(row["details"]))
+        resolved_at=from_ts(row["resolved_at"]), details=json.loads(row["details"]),
+        history=json.loads(row.get("history") or "[]"))
 
 
 def _at(text: str) -> datetime:
@@ -177,6 +178,10 @@ class MemoryTx:
         for prompt_id, recipient in changes:
             self.set_recipient(prompt_id, recipient)
 
+    def set_histories(self, changes: Sequence[tuple[str, list[dict[str, Any]]]]) -> None:
+        for prompt_id, history in changes:
+            self._update("prompts", prompt_id, history=json.dumps(history))
+
     def set_details_of(self, changes: Sequence[tuple[str, dict[str, Any]]]) -> None:
         for prompt_id, details in changes:
             self.set_details(prompt_id, details)
@@ -191,7 +196,8 @@ class MemoryTx:
             "recipient": prompt.recipient, "status": str(prompt.status), "due_at": ts(prompt.due_at),
             "escalate_at": ts(prompt.escalate_at), "escalated_at": ts(prompt.escalated_at),
             "created_at": ts(prompt.created_at), "acknowledged_at": ts(prompt.acknowledged_at),
-            "resolved_at": ts(prompt.resolved_at), "details": json.dumps(prompt.details), "seq": next(self._order)}
+            "resolved_at": ts(prompt.resolved_at), "details": json.dumps(prompt.details),
+            "history": json.dumps(prompt.history), "seq": next(self._order)}
 
     def _is(self, prompt_id: str, status: PromptStatus) -> bool:
         row = self._read("prompts").get(prompt_id)
@@ -297,6 +303,12 @@ class MemoryTx:
                       key=lambda r: (r["next_attempt_at"], r["seq"]))
         return [DueDelivery(id=r["id"], prompt_id=r["prompt_id"], channel=r["channel"], kind=DeliveryKind(r["kind"]),
                             attempts=r["attempts"]) for r in rows[:limit]]
+
+    def claim_deliveries(self, now: datetime, limit: int, until: datetime) -> list[DueDelivery]:
+        due = self.deliveries_due(now, limit)
+        for delivery in due:
+            self._update("deliveries", delivery["id"], next_attempt_at=ts(until))
+        return due
 
     def delivery_done(self, delivery_id: str, status: DeliveryStatus, attempts: int, error: str | None,
                       next_attempt: datetime | None) -> None:

@@ -33,7 +33,7 @@ from notification_service.domain.prompts import Prompt, PromptStatus, Reason
 # with migrate=True (the default in-process; the served worker opens it with False).
 
 PROMPT_COLUMNS = ("id", "plan_id", "rule", "subject", "recipient", "status", "due_at", "escalate_at",
-                  "escalated_at", "created_at", "acknowledged_at", "resolved_at", "details")
+                  "escalated_at", "created_at", "acknowledged_at", "resolved_at", "details", "history")
 
 
 UTC_MIN = datetime.min.replace(tzinfo=timezone.utc)
@@ -92,10 +92,11 @@ def loads(text: str) -> Any:
 
 def _prompt(row: tuple, cipher: Cipher | None) -> Prompt:
     (id_, plan_id, rule, subject, recipient, status, due_at, escalate_at, escalated_at, created_at,
-     acknowledged_at, resolved_at, details) = row
+     acknowledged_at, resolved_at, details, history) = row
     return Prompt(id_, plan_id, Reason(rule), subject, recipient, PromptStatus(status), _at(due_at),
                   from_ts(escalate_at), from_ts(escalated_at), _at(created_at), from_ts(acknowledged_at),
-                  from_ts(resolved_at), loads(unseal(cipher, details, _context("prompts", id_))))
+                  from_ts(resolved_at), loads(unseal(cipher, details, _context("prompts", id_))),
+                  loads(history) if history else [])
 
 
 def _at(text: str) -> datetime:
@@ -255,7 +256,8 @@ class Tx:
         self._insert("prompts", PROMPT_COLUMNS,
                      [(p.id, p.plan_id, str(p.rule), p.subject, p.recipient, str(p.status), stamp(p.due_at),
                        stamp(p.escalate_at), stamp(p.escalated_at), stamp(p.created_at), stamp(p.acknowledged_at),
-                       stamp(p.resolved_at), seal(self._cipher, dumps(p.details), _context("prompts", p.id)))
+                       stamp(p.resolved_at), seal(self._cipher, dumps(p.details), _context("prompts", p.id)),
+                       dumps(p.history))
                       for p in prompts])
 
     def resolve_prompt(self, prompt_id: str, at: datetime) -> None:
@@ -272,6 +274,11 @@ class Tx:
     def set_recipients(self, changes: Sequence[tuple[str, str | None]]) -> None:
         self._many("UPDATE prompts SET recipient = ? WHERE id = ?",
                    [(recipient, prompt_id) for prompt_id, recipient in changes])
+
+    def set_histories(self, changes: Sequence[tuple[str, list[dict[str, Any]]]]) -> None:
+        """Coordinator ids and times only (domain.prompts.reassigned): not sealed."""
+        self._many("UPDATE prompts SET history = ? WHERE id = ?",
+                   [(dumps(history), prompt_id) for prompt_id, history in changes])
 
     def set_details(self, prompt_id: str, details: dict[str, Any]) -> None:
         self.set_details_of([(prompt_id, details)])
@@ -401,6 +408,21 @@ class Tx:
         return [DueDelivery(id=i, prompt_id=p, channel=c, kind=DeliveryKind(k), attempts=int(a))
                 for i, p, c, k, a in rows.fetchall()]
 
+    def claim_deliveries(self, now: datetime, limit: int, until: datetime) -> list[DueDelivery]:
+        """deliveries_due, claimed: their due time moves to ``until`` in this transaction, so that
+        another instance's dispatcher does not send them too (PostgreSQL: rows another
+        transaction holds are skipped, FOR UPDATE SKIP LOCKED; SQLite: writers take turns,
+        BEGIN IMMEDIATE). A claim not followed by delivery_done (the process died) lapses at
+        ``until``: the delivery is tried again then, as after any failed attempt."""
+        lock = " FOR UPDATE SKIP LOCKED" if self._ph == "%s" else ""
+        rows = self._q("SELECT id, prompt_id, channel, kind, attempts FROM deliveries WHERE status = ? "
+                       f"AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?{lock}",
+                       (str(DeliveryStatus.PENDING), ts(now), limit)).fetchall()
+        for row in rows:
+            self._q("UPDATE deliveries SET next_attempt_at = ? WHERE id = ?", (ts(until), row[0]))
+        return [DueDelivery(id=i, prompt_id=p, channel=c, kind=DeliveryKind(k), attempts=int(a))
+                for i, p, c, k, a in rows]
+
     def delivery_done(self, delivery_id: str, status: DeliveryStatus, attempts: int, error: str | None,
                       next_attempt: datetime | None) -> None:
         self._q("UPDATE deliveries SET status = ?, attempts = ?, last_error = ?, "
@@ -472,8 +494,15 @@ class PostgresStore:
         # lost connections, deadlocks, serialization failures: retried, never the event's fault
         self.transient_errors = (psycopg.OperationalError,)
         self.cipher = cipher
-        self.pool = ConnectionPool(conninfo, min_size=1, max_size=pool_size, open=True,
-                                   kwargs={"autocommit": False})
+        # PostgreSQL down (issue 13): a caller waits at most 2 s for a connection (not 30 s), a
+        # connection the server dropped is replaced before use (check), a lost one is tried
+        # again for 2 s and then on demand (not with a back-off growing for 5 minutes), and a
+        # server that does not answer is given up after 2 s (connect) or seconds (keepalives).
+        self.pool = ConnectionPool(conninfo, min_size=1, max_size=pool_size, open=True, timeout=2.0,
+                                   reconnect_timeout=2.0, check=ConnectionPool.check_connection,
+                                   kwargs={"autocommit": False, "connect_timeout": 2, "keepalives": 1,
+                                           "keepalives_idle": 5, "keepalives_interval": 2,
+                                           "keepalives_count": 2})
         try:
             with self.transaction() as tx:
                 tx._q("SELECT pg_advisory_xact_lock(8082)")  # instances starting at once: one records the key check

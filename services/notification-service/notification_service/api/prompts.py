@@ -25,6 +25,7 @@ REASONS: dict[str, str] = {
     Reason.NO_SHOW_FOLLOW_UP: "The patient did not come to the triangle meeting: follow up as agreed",
     Reason.WRITTEN_INFORMATION_DUE: "Information was given only orally: give it in writing too",
     Reason.CONSENT_EXPIRING: "A relative's consent is about to expire: talk with the patient about it",
+    Reason.PLAN_INACTIVE: "Nobody has recorded anything in this plan for a long time: take it up with the patient",
 }
 INBOX_ROLES = frozenset({"coordinator"})
 
@@ -33,6 +34,14 @@ class InboxQuery(Schema):
     status = fields.String(load_default=PromptStatus.OPEN.value,
                            validate=validate.OneOf((*(status.value for status in PromptStatus), ALL)))
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=500))
+
+
+class HistoryEntryOut(Schema):
+    kind = fields.String(metadata={"description": "what happened: reassigned"})
+    at = fields.String(metadata={"description": "when (ISO 8601)"})
+    from_ = fields.String(data_key="from", attribute="from", allow_none=True,
+                          metadata={"description": "the recipient before (coordinator id; null: nobody)"})
+    to = fields.String(allow_none=True, metadata={"description": "the recipient after (coordinator id)"})
 
 
 class PromptOut(Schema):
@@ -50,6 +59,8 @@ class PromptOut(Schema):
     resolved_at = fields.DateTime(allow_none=True)
     details = fields.Dict(metadata={"description": "e.g. the no-show strategy agreed in advance"})
     plan_url = fields.Method("_plan_url")
+    history = fields.List(fields.Nested(HistoryEntryOut), metadata={
+        "description": "moves of the prompt between coordinators, oldest first (ids and times only)"})
 
     def _reason_text(self, prompt: Any) -> str:
         return REASONS.get(prompt.rule, prompt.rule)

@@ -22,6 +22,10 @@ from notification_service.domain.prompts import Prompt, PromptStatus
 
 log = logging.getLogger("careplan.dispatch")
 MAX_ATTEMPTS = 8
+# How long a claimed delivery is this dispatcher's: longer than a channel's longest attempt
+# (webhook and SMTP time out within seconds), short enough that a delivery claimed by an
+# instance that died is sent by another soon after.
+CLAIM_SECONDS = 60
 
 
 class Dispatcher:
@@ -36,8 +40,8 @@ class Dispatcher:
     def step(self, limit: int = 50) -> int:
         now = self.notifications.clock.now()
         store = self.notifications.store
-        with store.transaction() as tx:
-            due = tx.deliveries_due(now, limit)
+        with store.transaction() as tx:  # claimed: another instance's dispatcher does not send them too
+            due = tx.claim_deliveries(now, limit, now + timedelta(seconds=CLAIM_SECONDS))
         for delivery in due:
             with store.transaction() as tx:
                 prompt = tx.prompt(delivery["prompt_id"])

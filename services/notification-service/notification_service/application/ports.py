@@ -88,6 +88,10 @@ class StoreTransaction(Protocol):
         """Many (prompt_id, recipient) at once."""
         ...
 
+    def set_histories(self, changes: Sequence[tuple[str, list[dict[str, Any]]]]) -> None:
+        """Many (prompt_id, the prompt's whole history) at once (see domain.prompts.reassigned)."""
+        ...
+
     def set_details(self, prompt_id: str, details: dict[str, Any]) -> None: ...
 
     def set_details_of(self, changes: Sequence[tuple[str, dict[str, Any]]]) -> None:
@@ -151,6 +155,12 @@ class StoreTransaction(Protocol):
 
     def deliveries_due(self, now: datetime, limit: int) -> list[DueDelivery]:
         """Pending deliveries due at or before ``now``, earliest first."""
+        ...
+
+    def claim_deliveries(self, now: datetime, limit: int, until: datetime) -> list[DueDelivery]:
+        """deliveries_due, claimed until ``until`` (their due time moves there): another
+        dispatcher on the same store does not take them meanwhile; a claim that is never
+        finished (delivery_done) lapses then."""
         ...
 
     def delivery_done(self, delivery_id: str, status: DeliveryStatus, attempts: int, error: str | None,

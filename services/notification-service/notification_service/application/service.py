@@ -32,9 +32,9 @@ from notification_service.application.ports import PromptStore, StoreTransaction
 from notification_service.domain.dead_letters import DeadLetter, DeadLetterStatus, OpenDeadLetter
 from notification_service.domain.deliveries import DeliveryKind
 from notification_service.domain.errors import StoreUnreadable
-from notification_service.domain.prompts import Prompt, PromptStatus, Reason
+from notification_service.domain.prompts import Prompt, PromptStatus, Reason, reassigned
 from notification_service.domain.records import Record
-from notification_service.domain.rules import Settings, desired_prompts, next_check
+from notification_service.domain.rules import Settings, desired_prompts, next_check, recipient_for
 from notification_service.domain.view import (
     OutOfOrder,
     PlanView,
@@ -141,6 +141,7 @@ class _Work:
         self.created: dict[str, Prompt] = {}  # new prompts by id, written as they are at the end
         self.resolved: list[str] = []  # stored prompts resolved
         self.recipients: dict[str, str | None] = {}  # stored prompts' new recipients
+        self.histories: dict[str, list[dict[str, Any]]] = {}  # stored prompts' new histories
         self.details: dict[str, dict[str, Any]] = {}  # stored prompts' new details
 
     def preload(self, plan_ids: Collection[str]) -> None:
@@ -208,9 +209,12 @@ class _Work:
             self.resolved.append(prompt.id)
 
     def set_recipient(self, prompt: Prompt, recipient: str | None) -> None:
+        """Move the prompt to another recipient; the move goes into its history."""
+        prompt.history = [*prompt.history, reassigned(self.now, prompt.recipient, recipient)]
         prompt.recipient = recipient
         if prompt.id not in self.created:
             self.recipients[prompt.id] = recipient
+            self.histories[prompt.id] = prompt.history
 
     def set_details(self, prompt: Prompt, details: dict[str, Any]) -> None:
         prompt.details = details
@@ -376,6 +380,8 @@ class Notifications:
         tx.insert_prompts(list(work.created.values()))
         tx.resolve_prompts(work.resolved, now)
         tx.set_recipients(list(work.recipients.items()))
+        if work.histories:
+            tx.set_histories(list(work.histories.items()))
         tx.set_details_of(list(work.details.items()))
         tx.enqueue_deliveries([(prompt_id, channel, _NEW) for prompt_id in work.created
                                for channel in self.channels], now)
@@ -510,14 +516,17 @@ class Notifications:
         for key, spec in wanted.items():
             if key in existing:
                 continue  # once created, never again: not after an ack, not after a restart
-            work.insert(Prompt(_new_id(), view.plan_id, spec.rule, spec.subject, view.coordinator_id,
+            work.insert(Prompt(_new_id(), view.plan_id, spec.rule, spec.subject,
+                               recipient_for(view, spec.rule, self.settings),
                                _OPEN, spec.due_at, spec.escalate_at, None, now, None, None, spec.details))
             created += 1
         for key, prompt in existing.items():
-            if prompt.recipient != view.coordinator_id:
+            recipient = recipient_for(view, prompt.rule, self.settings)
+            if prompt.recipient != recipient:
                 # Every prompt of the plan, whatever its status, is the current coordinator's: a
-                # former one no longer reads the plan's wishes and strategy in their inbox.
-                work.set_recipient(prompt, view.coordinator_id)
+                # former one no longer reads the plan's wishes and strategy in their inbox. The
+                # move is in the prompt's history (who from, who to, when).
+                work.set_recipient(prompt, recipient)
             if prompt.status != _OPEN:
                 continue
             if key not in wanted:

@@ -4,7 +4,7 @@ shown as the same strings as before."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -19,6 +19,7 @@ class Reason(StrEnum):
     NO_SHOW_FOLLOW_UP = "no_show_follow_up"
     WRITTEN_INFORMATION_DUE = "written_information_due"
     CONSENT_EXPIRING = "consent_expiring"
+    PLAN_INACTIVE = "plan_inactive"
 
 
 class PromptStatus(StrEnum):
@@ -42,3 +43,16 @@ class Prompt:
     acknowledged_at: datetime | None
     resolved_at: datetime | None
     details: dict[str, Any]
+    # What happened to the prompt besides its own times (created, escalated, acknowledged,
+    # resolved): entries of coordinator ids and times only, oldest first; see ``reassigned``.
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+REASSIGNED = "reassigned"
+
+
+def reassigned(at: datetime, old: str | None, new: str | None) -> dict[str, Any]:
+    """The history entry of a prompt moved to another recipient (the plan's new coordinator):
+    ``{"kind": "reassigned", "at": ISO time, "from": old recipient, "to": new recipient}``;
+    ``from``/``to`` are recipient ids (None: nobody), never plan content."""
+    return {"kind": REASSIGNED, "at": at.isoformat(), "from": old, "to": new}

@@ -32,6 +32,9 @@ class Settings:
     written_information_after: timedelta = timedelta(days=7)  # oral only -> in writing by then
     consent_warning: timedelta = timedelta(days=14)  # consent expiring within this -> prompt
     no_show_grace: timedelta = timedelta(hours=0)  # after the due time -> escalate
+    inactive_after: timedelta = timedelta(days=90)  # no event recorded this long -> plan_inactive
+    # who is prompted about a plan that has no coordinator, where the prompt cannot wait for one
+    unassigned_recipient: str = "koordinerende-enhet"
     timezone: str = "Europe/Oslo"  # "the same day" is the coordinator's day
 
     @property
@@ -65,6 +68,7 @@ Rule = Callable[[PlanView, datetime, Settings], list[PromptSpec]]
 _EVALUATION_DUE, _EVALUATION_SUGGESTED = Reason.EVALUATION_DUE, Reason.EVALUATION_SUGGESTED
 _TRIANGLE_MEETING_SUGGESTED, _NO_SHOW_FOLLOW_UP = Reason.TRIANGLE_MEETING_SUGGESTED, Reason.NO_SHOW_FOLLOW_UP
 _WRITTEN_INFORMATION_DUE, _CONSENT_EXPIRING = Reason.WRITTEN_INFORMATION_DUE, Reason.CONSENT_EXPIRING
+_PLAN_INACTIVE = Reason.PLAN_INACTIVE
 _MISSED = MeetingStatus.MISSED
 _ARRANGED = frozenset({MeetingStatus.SCHEDULED, MeetingStatus.HELD, MeetingStatus.MISSED})  # as (..) in a tuple
 _ORAL = InformationForm.ORAL
@@ -205,10 +209,38 @@ def consent_expiring(view: PlanView, now: datetime, s: Settings) -> list[PromptS
     return prompts
 
 
+def plan_inactive(view: PlanView, now: datetime, s: Settings) -> list[PromptSpec]:
+    """Nobody has recorded anything in the plan (no event of any type) for ``inactive_after``:
+    due at exactly that moment. Any new event moves ``last_event_at``, so this prompt is no
+    longer wanted (it resolves itself); the subject is the last event's moment (UTC), so a
+    new quiet period after new activity is a new prompt. (A closed plan needs none: desired_prompts.)"""
+    last = view.last_event_at
+    if last is None:
+        return []
+    due = _plus(last, s.inactive_after)
+    if now < due:
+        return []
+    return [PromptSpec(_PLAN_INACTIVE, f"since {last.astimezone(timezone.utc).isoformat()}", due,
+                       details={"last_event_at": last.isoformat(), "inactive_days": s.inactive_after.days})]
+
+
 RULES: tuple[Rule, ...] = (
     evaluation_due, evaluation_suggested, triangle_meeting_suggested, no_show_follow_up,
-    written_information_due, consent_expiring,
+    written_information_due, consent_expiring, plan_inactive,
 )
+
+# Reasons whose prompt must reach someone even while the plan has no coordinator: a plan that
+# has gone quiet without one is exactly the plan nobody will otherwise look at. The other
+# prompts of such a plan wait (recipient None) for the coordinator, as they always have.
+NEEDS_A_RECIPIENT = frozenset({Reason.PLAN_INACTIVE})
+
+
+def recipient_for(view: PlanView, rule: Reason, s: Settings) -> str | None:
+    """Who sees a prompt of this plan: its coordinator; without one, the unassigned inbox
+    (``unassigned_recipient``) for the reasons that cannot wait, else nobody yet."""
+    if view.coordinator_id is not None:
+        return view.coordinator_id
+    return s.unassigned_recipient if rule in NEEDS_A_RECIPIENT else None
 
 
 def desired_prompts(view: PlanView, now: datetime, s: Settings,
@@ -251,5 +283,7 @@ def next_check(view: PlanView, now: datetime, s: Settings) -> datetime | None:
             except ValueError:  # 29 February
                 birthday = view.birth_date.replace(year=year, day=28)
             moments.append(datetime.combine(birthday, time.min, tzinfo=s.tz))
+    if view.last_event_at is not None:  # the plan goes quiet by time alone
+        moments.append(_plus(view.last_event_at, s.inactive_after))
     future = [m for m in moments if m > now]
     return min(future) if future else None

@@ -59,6 +59,9 @@ class PlanView:
     # professional participants' service levels, by participant id
     professionals: dict[str, str] = field(default_factory=dict)
     closed: bool = False
+    # when plan-service last recorded an event of this plan (the latest recorded_at seen; a
+    # late or redelivered event never moves it back). None: no event since this field came.
+    last_event_at: datetime | None = None
     # versions moved past without being applied: [[first, last], ...], sorted, not overlapping
     skipped: list[list[int]] = field(default_factory=list)
     # what set each order-sensitive thing: "coordinator", "meeting:<id>:status", ... -> version
@@ -185,6 +188,7 @@ def apply(view: PlanView, event: IntegrationEvent) -> PlanView:
     if event.plan_version != view.version + 1:
         raise OutOfOrder(f"plan version {event.plan_version} after {view.version}")
     _handle(view, event)
+    _recorded(view, event)
     view.version = event.plan_version
     return view
 
@@ -196,12 +200,21 @@ def apply_late(view: PlanView, event: IntegrationEvent) -> PlanView:
     if view.reflects(version):
         raise ValueError(f"plan version {version} is already in the view")
     _handle(view, event)
+    _recorded(view, event)
     if version > view.version:
         _add_skipped(view, view.version + 1, version - 1)
         view.version = version
     else:
         _remove_skipped(view, version)
     return view
+
+
+def _recorded(view: PlanView, event: IntegrationEvent) -> None:
+    """Every event is activity in the plan, whatever its type: the latest moment one was
+    recorded is kept (events applied late, or out of order, never move it back)."""
+    at = event.recorded_at
+    if view.last_event_at is None or at > view.last_event_at:
+        view.last_event_at = at
 
 
 def skip(view: PlanView, version: int) -> PlanView:

@@ -39,6 +39,7 @@ REASON_NAMES = {
     Reason.NO_SHOW_FOLLOW_UP: lazy_gettext("Did not come to the triangle meeting"),
     Reason.WRITTEN_INFORMATION_DUE: lazy_gettext("Give the information in writing"),
     Reason.CONSENT_EXPIRING: lazy_gettext("A consent is running out"),
+    Reason.PLAN_INACTIVE: lazy_gettext("Nothing recorded in the plan for a long time"),
 }
 REASON_TEXTS = {
     Reason.EVALUATION_DUE: lazy_gettext("An evaluation of the plan is planned for now. Hold it together with the patient."),
@@ -53,6 +54,9 @@ REASON_TEXTS = {
         "The patient was given information only by word of mouth. Give it in writing too."),
     Reason.CONSENT_EXPIRING: lazy_gettext(
         "A relative's consent ends soon. Talk with the patient about whether it should go on."),
+    Reason.PLAN_INACTIVE: lazy_gettext(
+        "Nobody has recorded anything in this plan for a long time. Talk with the patient: is the plan "
+        "still in use? Evaluate it together, or close it."),
 }
 # What the due time means, where it means more than "due".
 DUE_LABELS = {
@@ -91,6 +95,35 @@ class Item:
     overdue: bool  # open, and its due time has passed
     escalated: bool  # not acknowledged in time
     plan_url: str
+
+
+@dataclass(frozen=True)
+class Move:
+    """One entry of a prompt's history: it moved from one recipient to another."""
+
+    at: datetime | None
+    old: str | None  # recipient ids (coordinators, or the unassigned inbox); None: nobody
+    new: str | None
+
+
+def _history(prompt: Prompt) -> list[Move]:
+    moves = []
+    for entry in prompt.history:
+        if not isinstance(entry, dict) or entry.get("kind") != "reassigned":
+            continue
+        try:
+            at = datetime.fromisoformat(entry["at"]) if isinstance(entry.get("at"), str) else None
+        except ValueError:
+            at = None
+        moves.append(Move(at, _text(entry.get("from")), _text(entry.get("to"))))
+    return moves
+
+
+def _moment(value: Any) -> datetime | None:
+    try:
+        return datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -208,8 +241,11 @@ def prompt(prompt_id: str):
         abort(404)  # another coordinator's prompt does not exist for you
     meeting = _meeting(notifications, found) if found.rule == Reason.NO_SHOW_FOLLOW_UP else None
     topic = _text(found.details.get("topic"))
+    days = found.details.get("inactive_days")
     return render_template("inbox/prompt.html", item=_item(found, notifications.clock.now()), meeting=meeting,
-                           details=found.details, topic=str(TOPIC_NAMES.get(topic, topic)) if topic else None)
+                           details=found.details, topic=str(TOPIC_NAMES.get(topic, topic)) if topic else None,
+                           history=_history(found), last_event_at=_moment(found.details.get("last_event_at")),
+                           inactive_days=days if isinstance(days, int) and not isinstance(days, bool) else None)
 
 
 @bp.post("/prompts/<prompt_id>/acknowledge")

@@ -19,7 +19,7 @@ from notification_service.adapters.store import PostgresStore, SQLiteStore
 
 pytestmark = pytest.mark.integration
 
-HEAD = ("n0002",)
+HEAD = ("n0003",)
 TABLES = {"plan_views", "prompts", "consumer_positions", "dead_letters", "store_meta", "deliveries", VERSION_TABLE}
 
 # The schema of the first release (no dead_letters.status / resolved_at, no store_meta).
@@ -113,10 +113,11 @@ def test_migrate_makes_every_table_and_a_second_run_changes_nothing(target):
     assert target.tables() == TABLES
     assert migrate_database(target.database()) == HEAD
     assert target.tables() == TABLES
-    assert target.execute([f"SELECT version_num FROM {VERSION_TABLE}"]) == [("n0002",)]
+    assert target.execute([f"SELECT version_num FROM {VERSION_TABLE}"]) == [("n0003",)]
     store = target.open(migrate=False)  # what the served worker does
     with store.transaction() as tx:
         assert {"status", "resolved_at"} <= tx.columns("dead_letters")
+        assert "history" in tx.columns("prompts")  # n0003: the prompts' history (issue 13)
     store.close()
 
 
@@ -131,7 +132,7 @@ def test_a_store_made_before_migrations_is_taken_over_with_its_rows(target, old_
             assert tx.positions("feed") == {0: 41}
         store.close()
     assert target.tables() == TABLES
-    assert target.execute([f"SELECT version_num FROM {VERSION_TABLE}"]) == [("n0002",)]
+    assert target.execute([f"SELECT version_num FROM {VERSION_TABLE}"]) == [("n0003",)]
 
 
 def test_a_store_opened_without_migrating_creates_no_table(target):

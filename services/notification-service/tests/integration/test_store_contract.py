@@ -367,6 +367,54 @@ def test_a_delivery_done_or_retried_later(store):
         assert [d["status"] for d in tx.deliveries_of("pr-2") + tx.deliveries_of("pr-3")] == ["failed", "skipped"]
 
 
+def test_a_claimed_delivery_is_not_claimed_again_until_its_claim_lapses(store):
+    """Two instances' dispatchers on one store never send the same delivery: a claim moves its
+    due time; a claim nobody finished (the process died) lapses and the delivery is due again."""
+    with store.transaction() as tx:
+        for n in range(4):
+            tx.enqueue_delivery(f"pr-{n}", "webhook", DeliveryKind.NEW, T0)
+    with store.transaction() as tx:
+        first = tx.claim_deliveries(T0, 3, T0 + HOUR)
+    with store.transaction() as tx:
+        second = tx.claim_deliveries(T0, 10, T0 + HOUR)
+        assert tx.claim_deliveries(T0, 10, T0 + HOUR) == []
+    assert len(first) == 3 and len(second) == 1
+    assert not {d["id"] for d in first} & {d["id"] for d in second}
+    with store.transaction() as tx:
+        tx.delivery_done(first[0]["id"], DeliveryStatus.SENT, 1, None, None)
+    with store.transaction() as tx:  # the claims lapse: the three never finished are due again
+        lapsed = tx.claim_deliveries(T0 + HOUR, 10, T0 + 2 * HOUR)
+    assert sorted(d["id"] for d in lapsed) == sorted(d["id"] for d in [*first[1:], *second])
+
+
+def test_concurrent_claims_share_out_the_deliveries(store):
+    """Dispatchers claiming at the same moment (threads standing in for instances) get disjoint
+    sets, together all of them."""
+    import threading
+
+    with store.transaction() as tx:
+        for n in range(40):
+            tx.enqueue_delivery(f"pr-{n}", "webhook", DeliveryKind.NEW, T0)
+    claimed: list[list[str]] = []
+    barrier = threading.Barrier(4)
+
+    def claim() -> None:
+        barrier.wait()
+        mine: list[str] = []
+        for _ in range(10):
+            with store.transaction() as tx:
+                mine += [d["id"] for d in tx.claim_deliveries(T0, 3, T0 + HOUR)]
+        claimed.append(mine)
+
+    threads = [threading.Thread(target=claim) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    every = [i for mine in claimed for i in mine]
+    assert len(every) == len(set(every)) == 40
+
+
 # -- the bulk forms a batch of events uses ---------------------------------------------------
 
 def test_views_and_prompts_of_many_plans_read_and_written_at_once(store):
