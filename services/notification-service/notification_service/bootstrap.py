@@ -88,7 +88,8 @@ def make_source(config: Config, key: bytes):
         from notification_service.adapters.sources import KafkaSource
 
         assert config.kafka_bootstrap_servers is not None  # Config.from_env demands it for kafka
-        return KafkaSource(config.kafka_bootstrap_servers, config.kafka_topic, config.kafka_group)
+        return KafkaSource(config.kafka_bootstrap_servers, config.kafka_topic, config.kafka_group,
+                           instance_id=config.kafka_instance_id)
     from notification_service.adapters.sources import FeedSource
 
     if config.feed_token:
@@ -130,7 +131,9 @@ def bootstrap(config: Config, *, clock: Clock | None = None, with_workers: bool 
     notifications = Notifications(make_store(config, migrate=migrate), config.rules, clock, config.channels)
     services = Services(config, notifications, verifier_from_env(config.oidc, DevTokenVerifier(key)))
     if with_workers if with_workers is not None else config.worker:
-        services.consumer = Consumer(make_source(config, key), notifications)
+        # back-off after a failed fetch: 0.2 s doubling to 1 s (not 10 s), so that the consumer
+        # is reading again within about a second of the broker being back (issue 13)
+        services.consumer = Consumer(make_source(config, key), notifications, max_backoff=1.0)
         if config.channels:  # the inbox needs no dispatcher; webhook and e-mail do
             from notification_service.application.dispatcher import Dispatcher
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from careplan_shared.auth import DevTokenVerifier, load_or_create_dev_key
 from careplan_shared.oidc import verifier_from_env
-from plan_service.adapters.persistence import eventsourcing_env
+from plan_service.adapters.persistence import eventsourcing_env, harden_postgres_pool
 from plan_service.adapters.positions import (
     MemoryPositions,
     PostgresPositions,
@@ -69,7 +69,9 @@ def build_relay(config: Config, plans: PlanApplication) -> Relay:
     if not config.kafka_bootstrap_servers:
         raise ValueError("the relay needs KAFKA_BOOTSTRAP_SERVERS")
     publisher = KafkaPublisher(config.kafka_bootstrap_servers, config.kafka_topic)
-    return Relay(plans, publisher, positions_for(config, config.kafka_topic))
+    # back-off after a failed step: 0.1 s doubling to 1 s (not 5 s), so that the relay is
+    # publishing again within about a second of the broker (or the store) being back
+    return Relay(plans, publisher, positions_for(config, config.kafka_topic), max_backoff=1.0)
 
 
 def bootstrap(config: Config, *, with_relay: bool | None = None, migrate: bool = True) -> Services:
@@ -82,6 +84,7 @@ def bootstrap(config: Config, *, with_relay: bool | None = None, migrate: bool =
 
         migrate_store(config)
     plans = PlanApplication(eventsourcing_env(config), write_batch_max=config.write_batch_max)
+    harden_postgres_pool(plans)  # PostgreSQL down: 503 within a second; back: writes at once
     plans.snapshotting_intervals = {IndividualPlan: config.snapshot_interval}  # type: ignore[misc]  # eventsourcing types it ClassVar but reads it via self
     verifier = verifier_from_env(config.oidc, DevTokenVerifier(load_or_create_dev_key(config.signing_key_file)))
     services = Services(config, plans, verifier, access_log=access_log_for(config))

@@ -51,7 +51,12 @@ def postgres_env(env: Mapping[str, str]) -> dict[str, str]:
         # notification log (relay, feed) can miss events. See PERFORMANCE.md.
         raise ConfigError("POSTGRES_ENABLE_DB_FUNCTIONS must stay off: it loses events for log followers")
     settings.setdefault("POSTGRES_POOL_SIZE", "10")
-    settings.setdefault("POSTGRES_CONNECT_TIMEOUT", "5")
+    # The library's wait for a connection from its pool (whole seconds): with the database
+    # down, a request answers 503 after this, not after the outage (adapters/persistence.py).
+    settings.setdefault("POSTGRES_CONNECT_TIMEOUT", "1")
+    # A pooled connection is checked before use: one the server dropped (a restart) is
+    # replaced instead of failing the request it was given to.
+    settings.setdefault("POSTGRES_PRE_PING", "y")
     return settings
 
 

@@ -131,7 +131,10 @@ class _GroupWriter:
                     waiting.taken = True
             fresh_ok = self._write_fresh(batch) if batch else None
             if not self._write_kept(fresh_ok):
-                time.sleep(self.retry_seconds)  # the store is down: do not spin on the kept ones
+                # The store is down: do not spin on the kept ones; but a fresh entry (a request
+                # waiting for it) is tried at once, not after this pause.
+                with self._cond:
+                    self._cond.wait_for(lambda: bool(self._waiting), self.retry_seconds)
 
     def _attempt(self, entries: list[AccessEntry]) -> str | None:
         """Write; None, or the error's type (logged and counted)."""
@@ -162,6 +165,8 @@ class _GroupWriter:
             kept = list(self._kept)
         if not kept:
             return True
+        if store_works is False:
+            return False  # it just refused the fresh ones: try the kept ones after the pause
         if self._attempt(kept) is None:
             self._forget(kept)
             return True
@@ -302,11 +307,14 @@ def sqlite_access_log(path: Path) -> SQLAccessLog:
 def postgres_access_log(conninfo: str, schema: str) -> SQLAccessLog:
     import psycopg
 
-    # A statement never hangs the writer: past 5 s it fails, and the waiting reads answer 503.
-    options = "-c statement_timeout=5000" + (f" -c search_path={schema}" if schema else "")
+    from plan_service.adapters.persistence import CONNECTION_KWARGS, postgres_connection_options
+
+    # A statement never hangs the writer: past 5 s it fails, and the waiting reads answer 503;
+    # a server that does not answer is given up after 2 s (connect) or seconds (TCP keepalives).
+    options = postgres_connection_options(schema)
 
     def connect():
-        return psycopg.connect(conninfo, connect_timeout=5, options=options)
+        return psycopg.connect(conninfo, options=options, **CONNECTION_KWARGS)
 
     return SQLAccessLog(connect, "%s")
 

@@ -14,6 +14,23 @@ from careplan_shared.events import IntegrationEvent, encode_event
 log = logging.getLogger("careplan.kafka")
 PLAN_EVENTS_TOPIC = "careplan.plan-events.v1"
 
+# How a client notices a broker gone and finds it back (issue 13: after a broker was killed the
+# relay and the consumer came back 25-49 s later). kafka-python's reconnect back-off doubles up
+# to 30 s by default: capped at 1 s, a client asks a restarted broker again within a second of
+# it listening. Requests to a broker that does not answer end in seconds, and so does the
+# bootstrap of a new client (30 s by default) when no broker answers at all.
+RECONNECT = {"reconnect_backoff_ms": 50, "reconnect_backoff_max_ms": 1000, "retry_backoff_ms": 100}
+PRODUCER_RECOVERY = {
+    **RECONNECT,
+    "max_block_ms": 5000,  # send() waiting for metadata (no broker): fail, and the relay retries
+    "request_timeout_ms": 5000,
+    "bootstrap_timeout_ms": 5000,
+    # an event not acknowledged in time fails its publish (the relay retries it with a fresh
+    # producer) instead of being retried inside the producer for the default 2 minutes
+    "delivery_timeout_ms": 10000,
+    "metadata_max_age_ms": 5000,  # a partition's new leader is learnt within seconds
+}
+
 
 def message(event: IntegrationEvent) -> dict[str, Any]:
     """Key = plan id, so all of one plan's events land in one partition, in order."""
@@ -28,7 +45,7 @@ def message(event: IntegrationEvent) -> dict[str, Any]:
 
 class KafkaPublisher:
     def __init__(self, bootstrap_servers: str, topic: str = PLAN_EVENTS_TOPIC,
-                 client_id: str = "plan-service-relay", ack_timeout: float = 30.0):
+                 client_id: str = "plan-service-relay", ack_timeout: float = 12.0):
         self.bootstrap_servers, self.topic = bootstrap_servers, topic
         self.client_id, self.ack_timeout = client_id, ack_timeout
         self._producer: Any = None
@@ -53,8 +70,7 @@ class KafkaPublisher:
                 # up to a whole step (500 events of ~0.5 KiB) per partition in one batch,
                 # instead of the default 16 KiB (~30 events) and many requests when catching up
                 batch_size=256 * 1024,
-                max_block_ms=5000,
-                request_timeout_ms=10000,
+                **PRODUCER_RECOVERY,
             )
         return self._producer
 
@@ -81,7 +97,7 @@ class KafkaPublisher:
 class KafkaHealth:
     """Is the broker reachable? One small metadata request, with a short timeout."""
 
-    def __init__(self, bootstrap_servers: str, timeout_ms: int = 2000):
+    def __init__(self, bootstrap_servers: str, timeout_ms: int = 800):
         self.bootstrap_servers, self.timeout_ms = bootstrap_servers, timeout_ms
         self._lock = threading.Lock()
 
@@ -95,6 +111,7 @@ class KafkaHealth:
                     client_id="plan-service-readyz",
                     request_timeout_ms=self.timeout_ms,
                     bootstrap_timeout_ms=self.timeout_ms,
+                    **RECONNECT,
                 )
             except Exception:  # noqa: BLE001 - no broker answered
                 return False

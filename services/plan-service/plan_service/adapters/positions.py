@@ -24,7 +24,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from plan_service.adapters.persistence import CONNECTION_KWARGS
+
 log = logging.getLogger("careplan.relay")
+
+# libpq settings of every connection here: a server that does not answer is given up after
+# 2 s (connect) or seconds (TCP keepalives; the leader's lock connection too).
+_CONNECT = CONNECTION_KWARGS
 
 
 class MemoryPositions:
@@ -107,7 +113,7 @@ class PostgresPositions:
     def load(self) -> int:
         if self._leader_conn is not None and not self._leader_conn.closed:
             return self._read(self._leader_conn)
-        with self._psycopg.connect(self.conninfo, autocommit=True) as db:
+        with self._psycopg.connect(self.conninfo, autocommit=True, **_CONNECT) as db:
             return self._read(db)
 
     def _read(self, db: Any) -> int:
@@ -127,7 +133,7 @@ class PostgresPositions:
 
     def acquire_leadership(self, timeout: float) -> bool:
         try:
-            conn = self._psycopg.connect(self.conninfo, autocommit=True, connect_timeout=5)
+            conn = self._psycopg.connect(self.conninfo, autocommit=True, **_CONNECT)
         except self._psycopg.Error:
             return False
         row = conn.execute("SELECT pg_try_advisory_lock(%s)", (self._lock_key,)).fetchone()
@@ -191,7 +197,7 @@ class PostgresCommitSignal:
             self._pending.clear()  # commits after this point raise it again: one more NOTIFY
             try:
                 if conn is None or conn.closed:
-                    conn = self._psycopg.connect(self.conninfo, autocommit=True, connect_timeout=5)
+                    conn = self._psycopg.connect(self.conninfo, autocommit=True, **_CONNECT)
                 conn.execute(self._notify)
                 self.sent += 1
             except self._psycopg.Error as e:
@@ -207,7 +213,7 @@ class PostgresCommitSignal:
         """Call ``on_signal`` for every notification until ``stop`` is set."""
         while not stop.is_set():
             try:
-                with self._psycopg.connect(self.conninfo, autocommit=True, connect_timeout=5) as conn:
+                with self._psycopg.connect(self.conninfo, autocommit=True, **_CONNECT) as conn:
                     conn.execute(self._listen)
                     on_signal()  # whatever was committed while nobody listened
                     while not stop.is_set():

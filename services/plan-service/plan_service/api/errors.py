@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+import logging
 from typing import Any
 
-from flask import Flask, g
+from eventsourcing.persistence import InterfaceError as StoreInterfaceError
+from eventsourcing.persistence import OperationalError as StoreOperationalError
+from flask import Flask, g, request
 from marshmallow import ValidationError
 
 from careplan_shared.problem import problem
@@ -18,9 +22,42 @@ from plan_service.domain.errors import Conflict, Forbidden, PlanNotFound
 from plan_service.domain.patient_plans import OpenPlanExists
 
 TYPE = "https://careplan.example/problems/"
+RETRY_AFTER_SECONDS = "2"
+log = logging.getLogger("careplan.errors")
+
+
+def _unavailable_errors() -> tuple[type[Exception], ...]:
+    """The store could not be reached or did not answer in time: the library's wrapped errors
+    (a lost connection, no connection from the pool, a statement timeout), psycopg's own (the
+    access log's and the relay's connections), and a write the group committer did not answer."""
+    import psycopg
+
+    from plan_service.adapters.persistence import StoreUnavailable
+
+    return (StoreUnavailable, StoreOperationalError, StoreInterfaceError, psycopg.OperationalError,
+            psycopg.InterfaceError, concurrent.futures.TimeoutError)
 
 
 def install(app: Flask) -> None:
+    def _unavailable(e: Exception):
+        # by type only: the text of a database error can quote the statement's parameters
+        log.warning("the store is unavailable: answered 503", extra={"error_type": type(e).__name__})
+        if request.blueprint == "pages":  # a page: the pages' HTML error page
+            from flask import make_response
+
+            from careplan_shared.pages import error_page
+
+            page = make_response(error_page(503))
+            page.headers["Retry-After"] = RETRY_AFTER_SECONDS
+            return page
+        return problem(503, "Service Unavailable", "The store cannot be reached just now. Nothing was "
+                       "shown; a write may or may not have been stored (retry it with its "
+                       "Idempotency-Key, or read the plan again).", type_=TYPE + "store-unavailable",
+                       headers={"Retry-After": RETRY_AFTER_SECONDS})
+
+    for error in _unavailable_errors():
+        app.register_error_handler(error, _unavailable)
+
     @app.errorhandler(PlanNotFound)
     def _not_found(_: PlanNotFound):
         return problem(404, "Not Found", "No such plan (or it did not exist at that time).",

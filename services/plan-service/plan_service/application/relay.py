@@ -25,10 +25,19 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+from prometheus_client import Counter, Gauge
+
 from careplan_shared.events import IntegrationEvent
 from plan_service.application.plans import PlanApplication
 
 log = logging.getLogger("careplan.relay")
+
+# -- metrics (issue 13): what this process's relay did. Its position, the head and the lag are
+# read from the store at scrape time (plan_service/web/metrics.py), whichever process relays.
+PUBLISHED = Counter("plan_service_relay_published_events", "Integration events the relay published (acknowledged)")
+STEP_FAILURES = Counter("plan_service_relay_step_failures", "Relay steps that failed (broker or store trouble)")
+LEADER = Gauge("plan_service_relay_leader", "1 while this process holds the relay's leader lock",
+               multiprocess_mode="livesum")
 
 
 class Publisher(Protocol):
@@ -120,6 +129,7 @@ class Relay:
         self.positions.save(events[-1].position)
         self.position = events[-1].position
         self.published += len(events)
+        PUBLISHED.inc(len(events))  # metrics
         return len(events)
 
     def run(self, stop: threading.Event) -> None:
@@ -132,6 +142,7 @@ class Relay:
                     if not self.is_leader:
                         stop.wait(1.0)
                         continue
+                    LEADER.set(1)  # metrics
                     self.position = self.positions.load()
                     log.info("relay is leader", extra={"position": self.position})
                     if self.signal is not None and self._listening is None:
@@ -143,6 +154,7 @@ class Relay:
                 sent = self.step()
             except Exception as e:  # noqa: BLE001 - broker or store trouble: back off, retry
                 self.last_error = type(e).__name__
+                STEP_FAILURES.inc()  # metrics
                 log.warning("relay step failed; retrying", extra={"error_type": self.last_error})
                 # Give up leadership too: its connection may be what broke.
                 self._release()
@@ -159,6 +171,7 @@ class Relay:
 
     def _release(self) -> None:
         self.is_leader = False
+        LEADER.set(0)  # metrics
         if self._listening is not None:
             self._listening.set()
             self._listening = None
