@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from careplan_shared.authentication import SHARED_VARIABLES
+from careplan_shared.metrics import VARIABLES as METRICS_VARIABLES
 from careplan_shared.oidc import OIDC_VARIABLES
 from notification_service.config import VARIABLES as NOTIFICATION_VARIABLES
 from notification_service.config import Config as NotificationConfig
@@ -77,6 +78,6 @@ def test_readme_documents_every_variable_and_only_real_ones():
     table = table[: table.index("\n## ", 3)]
     first_cells = [line.split("|")[1] for line in table.splitlines() if line.startswith("| `")]
     documented = {name for cell in first_cells for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", cell)}
-    read = set(VARIABLES) | set(NOTIFICATION_VARIABLES) | set(OIDC_VARIABLES) | set(SHARED_VARIABLES)
+    read = set(VARIABLES) | set(NOTIFICATION_VARIABLES) | set(OIDC_VARIABLES) | set(SHARED_VARIABLES) | set(METRICS_VARIABLES)
     assert documented - read == set(), "README documents variables the code does not read"
     assert read - documented == set(), "README misses variables"

@@ -19,6 +19,7 @@ from gunicorn.app.base import BaseApplication
 from gunicorn.http import errors
 from gunicorn.workers.gthread import ThreadWorker
 
+from careplan_shared.metrics import mark_worker_dead
 from careplan_shared.web import SECURITY_HEADERS
 
 PROBLEM_JSON = "application/problem+json"
@@ -112,5 +113,7 @@ def serve(load: Callable[[], Any], *, host: str, port: int, workers: int, thread
         # server would share it. Nothing here uses it.
         "control_socket_disable": True,
         "when_ready": lambda server: print(ready_message, file=sys.stderr, flush=True),
+        # metrics (multiprocess mode, careplan_shared.metrics): a dead worker's live gauges go
+        "child_exit": mark_worker_dead,
     }
     _Gunicorn(load, settings).run()

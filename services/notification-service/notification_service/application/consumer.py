@@ -8,10 +8,21 @@ import threading
 import time
 from typing import Any
 
+from prometheus_client import Counter, Histogram
+
 from notification_service.application.ports import Source
 from notification_service.application.service import Notifications
 
 log = logging.getLogger("careplan.consumer")
+
+# -- metrics (issue 13): what this process's consumer did; the lag is read at scrape time
+# (notification_service/web/metrics.py).
+HANDLED = Counter("notification_consumer_events", "Integration events the consumer handled (stored)")
+BATCH_SECONDS = Histogram("notification_consumer_batch_duration_seconds",
+                          "Time to handle one fetched batch of events (store transaction included)",
+                          buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+STEP_FAILURES = Counter("notification_consumer_step_failures",
+                        "Consumer steps that failed (source or store trouble); retried")
 
 
 class Consumer:
@@ -26,9 +37,12 @@ class Consumer:
     def step(self) -> int:
         records = self.source.fetch(lambda: self.notifications.positions(self.source.name))
         if records:
+            started = time.perf_counter()  # metrics
             self.notifications.handle_batch(self.source.name, records)
+            BATCH_SECONDS.observe(time.perf_counter() - started)  # metrics
             self.source.processed(records)
         self.handled += len(records)
+        HANDLED.inc(len(records))  # metrics
         return len(records)
 
     def run(self, stop: threading.Event) -> None:
@@ -44,6 +58,7 @@ class Consumer:
                 count = self.step()
             except Exception as e:  # noqa: BLE001 - source or store trouble: wait and retry
                 self.last_error = type(e).__name__
+                STEP_FAILURES.inc()  # metrics
                 log.warning("consumer step failed; retrying", extra={"error_type": self.last_error})
                 stop.wait(backoff)
                 backoff = min(backoff * 2, self.max_backoff)

@@ -31,6 +31,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "dead-letters":
         return _dead_letters(config, args.action, args.all)
+    if args.command == "serve":
+        from careplan_shared import metrics
+
+        try:  # before anything imports prometheus_client: its multiprocess mode, if metrics are on
+            metrics.prepare_multiprocess("notification-service", config.data_dir, config.port)
+        except ConfigError as e:
+            print(f"configuration error: {e}", file=sys.stderr)
+            return 2
     code = _migrate(config, quiet=args.command == "serve")  # serve: once, before the worker forks
     if args.command == "migrate" or code:
         return code

@@ -17,12 +17,23 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Any
 
+from prometheus_client import Histogram
+
 log = logging.getLogger("careplan.committer")
+
+# -- metrics (issue 13; exposed at /metrics by careplan_shared.metrics): made at import, which
+# in a gunicorn worker is after the fork, with prometheus-client's multiprocess mode set up.
+BATCH_SIZE = Histogram("plan_service_group_commit_batch_size", "Writes (requests) committed together in one batch",
+                       buckets=(1, 2, 4, 8, 16, 32, 64, 128))
+COMMIT_SECONDS = Histogram("plan_service_group_commit_duration_seconds",
+                           "Time to store one group-commit batch (with its one-by-one retry if it failed)",
+                           buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
 
 SaveFunction = Callable[..., Any]
 
@@ -91,7 +102,10 @@ class GroupCommitter:
             batch = self._next_batch()
             self.batches += 1
             self.items += len(batch)
+            started = time.perf_counter()  # metrics
             self._save_batch(batch)
+            COMMIT_SECONDS.observe(time.perf_counter() - started)  # metrics
+            BATCH_SIZE.observe(len(batch))  # metrics
             self._saved()
 
     def _saved(self) -> None:

@@ -5,12 +5,13 @@ from __future__ import annotations
 from flask import Flask
 from flask_smorest import Api
 
-from careplan_shared import logs, openapi, problem, web
+from careplan_shared import logs, metrics, openapi, problem, web
 from careplan_shared.authentication import install_auth_failure_limit
 from plan_service import pages
 from plan_service.api import authorization, errors, feed, fhir, health, plans
 from plan_service.bootstrap import Services, bootstrap
 from plan_service.config import Config
+from plan_service.web import metrics as service_metrics
 
 
 def create_app(config: Config | None = None, services: Services | None = None) -> Flask:
@@ -34,6 +35,7 @@ def create_app(config: Config | None = None, services: Services | None = None) -
     app.extensions["careplan"] = services
 
     web.install(app)
+    metrics.install(app)  # /metrics and request counts, if CAREPLAN_METRICS_TOKEN is set
     install_auth_failure_limit(app)  # CAREPLAN_AUTH_FAILURE_*: read now, fail at start-up
     logs.install_request_logging(app)
     api = Api(app)
@@ -48,4 +50,5 @@ def create_app(config: Config | None = None, services: Services | None = None) -
     app.register_blueprint(health.blp)
     web.install_swagger_assets(app)
     pages.install(app, config)  # after web.install: the pages' own security headers win
+    service_metrics.install(app, config, services)  # the store-read metrics
     return app

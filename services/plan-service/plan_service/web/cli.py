@@ -57,8 +57,14 @@ def main(argv: list[str] | None = None) -> int:
         return run_relay(config)
     if args.command == "demo":
         return demo(config)
+    from careplan_shared import metrics
     from plan_service.web.server import serve
 
+    try:  # before anything imports prometheus_client: its multiprocess mode, if metrics are on
+        metrics.prepare_multiprocess("plan-service", config.data_dir, config.port)
+    except ConfigError as e:
+        print(f"configuration error: {e}", file=sys.stderr)
+        return 2
     serve(config)
     return 0
 
