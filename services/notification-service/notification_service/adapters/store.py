@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 
 from careplan_shared.files import private_sqlite
+from careplan_shared.postgres import CONNECT_KWARGS
 from notification_service.adapters.crypto import Cipher, StoreUnreadable, seal, unseal
 from notification_service.domain.dead_letters import DeadLetter, DeadLetterStatus, OpenDeadLetter
 from notification_service.domain.deliveries import DeliveryKind, DeliveryState, DeliveryStatus, DueDelivery
@@ -402,8 +403,11 @@ class Tx:
                     for prompt_id, channel, kind in deliveries])
 
     def deliveries_due(self, now: datetime, limit: int) -> list[DueDelivery]:
+        return self._due(now, limit, lock="")
+
+    def _due(self, now: datetime, limit: int, lock: str) -> list[DueDelivery]:
         rows = self._q("SELECT id, prompt_id, channel, kind, attempts FROM deliveries WHERE status = ? "
-                       "AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?",
+                       f"AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?{lock}",
                        (str(DeliveryStatus.PENDING), ts(now), limit))
         return [DueDelivery(id=i, prompt_id=p, channel=c, kind=DeliveryKind(k), attempts=int(a))
                 for i, p, c, k, a in rows.fetchall()]
@@ -414,14 +418,10 @@ class Tx:
         transaction holds are skipped, FOR UPDATE SKIP LOCKED; SQLite: writers take turns,
         BEGIN IMMEDIATE). A claim not followed by delivery_done (the process died) lapses at
         ``until``: the delivery is tried again then, as after any failed attempt."""
-        lock = " FOR UPDATE SKIP LOCKED" if self._ph == "%s" else ""
-        rows = self._q("SELECT id, prompt_id, channel, kind, attempts FROM deliveries WHERE status = ? "
-                       f"AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?{lock}",
-                       (str(DeliveryStatus.PENDING), ts(now), limit)).fetchall()
-        for row in rows:
-            self._q("UPDATE deliveries SET next_attempt_at = ? WHERE id = ?", (ts(until), row[0]))
-        return [DueDelivery(id=i, prompt_id=p, channel=c, kind=DeliveryKind(k), attempts=int(a))
-                for i, p, c, k, a in rows]
+        due = self._due(now, limit, lock=" FOR UPDATE SKIP LOCKED" if self._ph == "%s" else "")
+        for delivery in due:
+            self._q("UPDATE deliveries SET next_attempt_at = ? WHERE id = ?", (ts(until), delivery["id"]))
+        return due
 
     def delivery_done(self, delivery_id: str, status: DeliveryStatus, attempts: int, error: str | None,
                       next_attempt: datetime | None) -> None:
@@ -500,9 +500,7 @@ class PostgresStore:
         # server that does not answer is given up after 2 s (connect) or seconds (keepalives).
         self.pool = ConnectionPool(conninfo, min_size=1, max_size=pool_size, open=True, timeout=2.0,
                                    reconnect_timeout=2.0, check=ConnectionPool.check_connection,
-                                   kwargs={"autocommit": False, "connect_timeout": 2, "keepalives": 1,
-                                           "keepalives_idle": 5, "keepalives_interval": 2,
-                                           "keepalives_count": 2})
+                                   kwargs={"autocommit": False, **CONNECT_KWARGS})
         try:
             with self.transaction() as tx:
                 tx._q("SELECT pg_advisory_xact_lock(8082)")  # instances starting at once: one records the key check

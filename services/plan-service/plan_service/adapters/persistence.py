@@ -11,6 +11,7 @@ from typing import Any
 from eventsourcing.cryptography import AESCipher
 
 from careplan_shared.files import load_or_create_secret, private_sqlite
+from careplan_shared.postgres import CONNECT_KWARGS
 from plan_service.config import Config, validate_encryption_key
 
 log = logging.getLogger("careplan.persistence")
@@ -89,15 +90,12 @@ def _holds_events(path) -> bool:
 
 
 # -- failing fast when PostgreSQL is down (issue 13) ------------------------------------------
-# libpq settings for every connection of the event store's pool: a connection attempt to a host
-# that does not answer gives up after 2 s (libpq's minimum); a dead peer on an idle or busy
-# connection is noticed by TCP within seconds, not the kernel's two hours; no statement runs
-# longer than STATEMENT_TIMEOUT_MS (a write holds the table lock: past that, something is wrong).
+# libpq settings for every connection of the event store's pool: both services' CONNECT_KWARGS
+# (careplan_shared/postgres.py), unacknowledged data given up on after 5 s (tcp_user_timeout);
+# no statement runs longer than STATEMENT_TIMEOUT_MS (a write holds the table lock: past that,
+# something is wrong).
 STATEMENT_TIMEOUT_MS = 5000
-CONNECTION_KWARGS: dict[str, Any] = {
-    "connect_timeout": 2, "keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2,
-    "keepalives_count": 2, "tcp_user_timeout": 5000,
-}
+CONNECTION_KWARGS: dict[str, Any] = {**CONNECT_KWARGS, "tcp_user_timeout": 5000}
 # psycopg-pool re-tries a lost connection with a back-off that doubles from 1 s for up to
 # `reconnect_timeout` (default 5 min: after a 45 s outage its next attempt could be 30 s away).
 # With 2 s it gives up quickly, and the next request that wants a connection starts a fresh

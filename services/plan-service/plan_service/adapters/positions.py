@@ -28,9 +28,8 @@ from plan_service.adapters.persistence import CONNECTION_KWARGS
 
 log = logging.getLogger("careplan.relay")
 
-# libpq settings of every connection here: a server that does not answer is given up after
-# 2 s (connect) or seconds (TCP keepalives; the leader's lock connection too).
-_CONNECT = CONNECTION_KWARGS
+# Every connection here takes CONNECTION_KWARGS: a server that does not answer is given up
+# after 2 s (connect) or seconds (TCP keepalives; the leader's lock connection too).
 
 
 class MemoryPositions:
@@ -113,7 +112,7 @@ class PostgresPositions:
     def load(self) -> int:
         if self._leader_conn is not None and not self._leader_conn.closed:
             return self._read(self._leader_conn)
-        with self._psycopg.connect(self.conninfo, autocommit=True, **_CONNECT) as db:
+        with self._psycopg.connect(self.conninfo, autocommit=True, **CONNECTION_KWARGS) as db:
             return self._read(db)
 
     def _read(self, db: Any) -> int:
@@ -133,7 +132,7 @@ class PostgresPositions:
 
     def acquire_leadership(self, timeout: float) -> bool:
         try:
-            conn = self._psycopg.connect(self.conninfo, autocommit=True, **_CONNECT)
+            conn = self._psycopg.connect(self.conninfo, autocommit=True, **CONNECTION_KWARGS)
         except self._psycopg.Error:
             return False
         row = conn.execute("SELECT pg_try_advisory_lock(%s)", (self._lock_key,)).fetchone()
@@ -197,7 +196,7 @@ class PostgresCommitSignal:
             self._pending.clear()  # commits after this point raise it again: one more NOTIFY
             try:
                 if conn is None or conn.closed:
-                    conn = self._psycopg.connect(self.conninfo, autocommit=True, **_CONNECT)
+                    conn = self._psycopg.connect(self.conninfo, autocommit=True, **CONNECTION_KWARGS)
                 conn.execute(self._notify)
                 self.sent += 1
             except self._psycopg.Error as e:
@@ -213,7 +212,7 @@ class PostgresCommitSignal:
         """Call ``on_signal`` for every notification until ``stop`` is set."""
         while not stop.is_set():
             try:
-                with self._psycopg.connect(self.conninfo, autocommit=True, **_CONNECT) as conn:
+                with self._psycopg.connect(self.conninfo, autocommit=True, **CONNECTION_KWARGS) as conn:
                     conn.execute(self._listen)
                     on_signal()  # whatever was committed while nobody listened
                     while not stop.is_set():
