@@ -18,6 +18,7 @@ import itertools
 import json
 import threading
 import uuid
+from collections import Counter
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -265,6 +266,15 @@ class MemoryTx:
 
     def count_dead_letters(self, status: DeadLetterStatus = DeadLetterStatus.OPEN) -> int:
         return sum(1 for row in self._read("dead_letters").values() if row["status"] == status)
+
+    def prompt_counts(self) -> list[tuple[str, str, bool, int]]:
+        counts = Counter((str(r["rule"]), str(r["status"]), r["escalated_at"] is not None)
+                         for r in self._read("prompts").values())
+        return [(rule, status, escalated, n) for (rule, status, escalated), n in counts.items()]
+
+    def delivery_counts(self) -> list[tuple[str, str, int]]:
+        counts = Counter((r["channel"], str(r["status"])) for r in self._read("deliveries").values())
+        return [(channel, status, n) for (channel, status), n in counts.items()]
 
     def open_dead_letters(self, limit: int) -> list[OpenDeadLetter]:
         rows = self._letters(DeadLetterStatus.OPEN, lambda r: (r["source"], r["part"], r["position"], r["created_at"]))

@@ -344,6 +344,15 @@ class Tx:
     def count_dead_letters(self, status: DeadLetterStatus = DeadLetterStatus.OPEN) -> int:
         return int(self._q("SELECT COUNT(*) FROM dead_letters WHERE status = ?", (str(status),)).fetchone()[0])
 
+    def prompt_counts(self) -> list[tuple[str, str, bool, int]]:
+        return [(rule, status, bool(escalated), int(n)) for rule, status, escalated, n in self._q(
+            "SELECT rule, status, escalated_at IS NOT NULL, COUNT(*) FROM prompts "
+            "GROUP BY rule, status, escalated_at IS NOT NULL").fetchall()]
+
+    def delivery_counts(self) -> list[tuple[str, str, int]]:
+        return [(channel, status, int(n)) for channel, status, n in self._q(
+            "SELECT channel, status, COUNT(*) FROM deliveries GROUP BY channel, status").fetchall()]
+
     def open_dead_letters(self, limit: int) -> list[OpenDeadLetter]:
         """The open dead letters in position order, with their payload (decrypted)."""
         rows = self._q("SELECT id, source, part, position, event_id, payload FROM dead_letters "

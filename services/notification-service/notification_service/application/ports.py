@@ -130,6 +130,14 @@ class StoreTransaction(Protocol):
 
     def count_dead_letters(self, status: DeadLetterStatus = DeadLetterStatus.OPEN) -> int: ...
 
+    def prompt_counts(self) -> list[tuple[str, str, bool, int]]:
+        """(rule, status, escalated, how many) over every prompt (the metrics)."""
+        ...
+
+    def delivery_counts(self) -> list[tuple[str, str, int]]:
+        """(channel, status, how many) over every delivery (the metrics)."""
+        ...
+
     def open_dead_letters(self, limit: int) -> list[OpenDeadLetter]:
         """The open dead letters in position order, with their payload."""
         ...

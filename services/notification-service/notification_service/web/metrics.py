@@ -18,8 +18,6 @@ from typing import Any
 from flask import Flask
 
 from careplan_shared import metrics
-from notification_service.adapters.memory_store import MemoryTx
-from notification_service.adapters.store import Tx
 from notification_service.bootstrap import Services
 from notification_service.config import Config
 from notification_service.domain.deliveries import DeliveryStatus
@@ -38,30 +36,15 @@ class StoreCounts:
 
 
 def store_counts(tx: Any) -> StoreCounts:
-    """Counts from one store transaction (SQLite, PostgreSQL or in memory); read only."""
+    """Counts from one store transaction (the store's grouped counts); read only."""
     counts = StoreCounts()
-    if isinstance(tx, Tx):
-        q = tx._q  # noqa: SLF001 - the adapter's own statement helper (placeholders per driver)
-        for rule, status, escalated, n in q(
-                "SELECT rule, status, escalated_at IS NOT NULL, COUNT(*) FROM prompts "
-                "GROUP BY rule, status, escalated_at IS NOT NULL").fetchall():
-            if status == PromptStatus.OPEN:
-                counts.open_by_reason[rule] += int(n)
-            if escalated:
-                counts.escalated_by_reason[rule] += int(n)
-        for channel, status, n in q("SELECT channel, status, COUNT(*) FROM deliveries "
-                                    "GROUP BY channel, status").fetchall():
-            counts.deliveries[(channel, status)] += int(n)
-    elif isinstance(tx, MemoryTx):
-        for row in tx._read("prompts").values():  # noqa: SLF001 - as above, in memory
-            if row["status"] == PromptStatus.OPEN:
-                counts.open_by_reason[str(row["rule"])] += 1
-            if row["escalated_at"] is not None:
-                counts.escalated_by_reason[str(row["rule"])] += 1
-        for row in tx._read("deliveries").values():  # noqa: SLF001
-            counts.deliveries[(row["channel"], str(row["status"]))] += 1
-    else:
-        raise TypeError(f"no metrics queries for {type(tx).__name__}")
+    for rule, status, escalated, n in tx.prompt_counts():
+        if status == PromptStatus.OPEN:
+            counts.open_by_reason[rule] += n
+        if escalated:
+            counts.escalated_by_reason[rule] += n
+    for channel, status, n in tx.delivery_counts():
+        counts.deliveries[(channel, status)] += n
     counts.dead_letters_open = tx.count_dead_letters()
     return counts
 

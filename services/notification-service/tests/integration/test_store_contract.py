@@ -367,6 +367,26 @@ def test_a_delivery_done_or_retried_later(store):
         assert [d["status"] for d in tx.deliveries_of("pr-2") + tx.deliveries_of("pr-3")] == ["failed", "skipped"]
 
 
+def test_grouped_counts_for_the_metrics(store):
+    with store.transaction() as tx:
+        tx.insert_prompt(prompt(subject="e1"))
+        tx.insert_prompt(prompt(subject="e2"))
+        tx.insert_prompt(prompt(rule=Reason.CONSENT_EXPIRING, subject="r1"))
+        tx.enqueue_delivery("pr-1", "webhook", DeliveryKind.NEW, T0)
+        tx.enqueue_delivery("pr-2", "webhook", DeliveryKind.NEW, T0)
+        tx.enqueue_delivery("pr-2", "email", DeliveryKind.NEW, T0)
+    with store.transaction() as tx:
+        [escalated] = [p for p in tx.prompts_of_plan("p1") if p.subject == "e2"]
+        tx.mark_escalated(escalated.id, T0)
+        [sent] = [d for d in tx.deliveries_due(T0, 10) if d["channel"] == "email"]
+        tx.delivery_done(sent["id"], DeliveryStatus.SENT, 1, None, None)
+    with store.transaction() as tx:
+        assert sorted(tx.prompt_counts()) == [("consent_expiring", "open", False, 1),
+                                              ("evaluation_due", "open", False, 1),
+                                              ("evaluation_due", "open", True, 1)]
+        assert sorted(tx.delivery_counts()) == [("email", "sent", 1), ("webhook", "pending", 2)]
+
+
 def test_a_claimed_delivery_is_not_claimed_again_until_its_claim_lapses(store):
     """Two instances' dispatchers on one store never send the same delivery: a claim moves its
     due time; a claim nobody finished (the process died) lapses and the delivery is due again."""
